@@ -1,0 +1,5 @@
+"""`python -m fastface` is the `fastface` command."""
+
+from .cli import main
+
+raise SystemExit(main())
