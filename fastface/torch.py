@@ -1,0 +1,280 @@
+"""fastface inside PyTorch: a dense layer whose forward and backward are fastface kernels.
+
+Dimensions:
+    N    examples in the batch (rows; leading dims of a (*, IN) input are flattened into N)
+    IN   input features
+    OUT  units of the layer
+
+    x (N, IN)  ->  DenseFunction  ->  a = activation(x @ weight + bias)  (N, OUT)
+    weight (IN, OUT)   -- fastface's layout, the TRANSPOSE of nn.Linear's (OUT, IN)
+    bias   (OUT,)
+
+Use it like ``torch.nn.Linear`` inside any model and any ``torch.optim`` optimizer::
+
+    import torch, fastface.torch as fft
+    net = torch.nn.Sequential(fft.Dense(400, 25, "sigmoid"), fft.Dense(25, 15, "sigmoid"),
+                              fft.Dense(15, 1))                 # last layer linear: logits
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+    loss.backward(); opt.step()
+
+Zero copy at the boundary:
+- CPU tensors (float32 or float64, contiguous or strided) reach :mod:`fastface.ops` as NumPy
+  views of the tensors' own memory (``tensor.detach().numpy()``); the kernels' results come
+  back as tensors over the kernels' output buffers (``torch.from_numpy``). Nothing is copied.
+- CUDA tensors go as they are to the ``cuda`` backend through ``__cuda_array_interface__``
+  (PyTorch implements it); its device arrays come back with ``torch.as_tensor`` on the same
+  device, never through the host.
+
+Gradients: ``dense_backward`` gives (dx, dW, db) from the forward output ``a`` (derivatives are
+computed from ``a``), so the layer saves x, weight and a. It is once-differentiable (no
+double backward). ``torch.autograd.gradcheck`` passes in float64 for every activation.
+
+dtypes: float32 and float64 only, one dtype for x, weight and bias (as nn.Linear demands);
+anything else is refused with a TypeError saying how to convert.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import ops
+from .activations import check_activation
+
+__all__ = ["DenseFunction", "Dense", "dense", "to_array", "from_array"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+# --- the boundary: tensors <-> arrays fastface.ops accepts, without copies ------------------
+def _host_in(t: torch.Tensor) -> np.ndarray:
+    """CPU tensor -> NumPy view of the same memory (strides kept)."""
+    return t.detach().numpy()
+
+
+def _host_out(arr, like: torch.Tensor) -> torch.Tensor:
+    """NumPy result -> tensor over the same buffer."""
+    if not isinstance(arr, np.ndarray):
+        arr = np.asarray(arr)
+    if not arr.flags.writeable:  # torch.from_numpy needs a writable buffer
+        arr = arr.copy()
+    return torch.from_numpy(arr)
+
+
+def _device_in(t: torch.Tensor) -> torch.Tensor:
+    """CUDA tensor -> itself, detached: it exposes __cuda_array_interface__ for the cuda backend."""
+    return t.detach()
+
+
+def _device_out(arr, like: torch.Tensor) -> torch.Tensor:
+    """Device array (__cuda_array_interface__) -> tensor on like's device, no host round trip."""
+    if isinstance(arr, torch.Tensor):
+        return arr
+    return torch.as_tensor(arr, device=like.device)
+
+
+# device type -> (tensor to array, array to tensor)
+_BRIDGES = {
+    "cpu": (_host_in, _host_out),
+    "cuda": (_device_in, _device_out),
+}
+
+
+def _bridge(t: torch.Tensor, where: str):
+    try:
+        return _BRIDGES[t.device.type]
+    except KeyError:
+        raise TypeError(
+            f"{where}: tensors on device {t.device} are not supported; fastface runs on "
+            f"{sorted(_BRIDGES)} tensors. Move them with .cpu() or .cuda()"
+        ) from None
+
+
+def to_array(t: torch.Tensor):
+    """The array fastface.ops receives for tensor `t`: a NumPy view (CPU) or `t` itself (CUDA)."""
+    return _bridge(t, "to_array")[0](t)
+
+
+def from_array(arr, like: torch.Tensor) -> torch.Tensor:
+    """A tensor over `arr` (a kernel result) on the device of `like`, without a copy."""
+    return _bridge(like, "from_array")[1](arr, like)
+
+
+def _check_tensors(where: str, **named) -> None:
+    items = [(k, v) for k, v in named.items() if v is not None]
+    for name, t in items:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{where}: {name} must be a torch.Tensor; got {type(t).__name__}")
+        if t.dtype not in _DTYPES:
+            raise TypeError(
+                f"{where}: {name} must be float32 or float64; got {t.dtype}. "
+                f"Convert it first, e.g. {name}.float() or {name}.double()"
+            )
+    (first, t0), rest = items[0], items[1:]
+    for name, t in rest:
+        if t.dtype != t0.dtype:
+            raise TypeError(
+                f"{where}: {first} is {t0.dtype} but {name} is {t.dtype}; they must share one "
+                f"dtype. Convert the input with x.to(layer.weight.dtype) or the layer with .double()/.float()"
+            )
+        if t.device != t0.device:
+            raise TypeError(
+                f"{where}: {first} is on {t0.device} but {name} is on {t.device}; move them to one "
+                "device (e.g. layer.to(x.device))"
+            )
+
+
+# --- the autograd function --------------------------------------------------------------------
+class DenseFunction(torch.autograd.Function):
+    """a = activation(x @ weight + bias) with fastface kernels forward and backward.
+
+    ``DenseFunction.apply(x, weight, bias, activation="linear", backend=None)``
+
+    x (N, IN), weight (IN, OUT), bias (OUT,) or None -> a (N, OUT). `backend` is a fastface
+    backend name ('numpy', 'numba', 'c', 'cuda') or None for fastface's automatic choice
+    (CUDA tensors always go to 'cuda').
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, activation="linear", backend=None):
+        activation = check_activation(activation)
+        _check_tensors("DenseFunction", x=x, weight=weight, bias=bias)
+        to_arr, from_arr = _bridge(x, "DenseFunction")
+        if bias is None:
+            bias_arr = to_arr(torch.zeros(weight.shape[-1], dtype=weight.dtype, device=weight.device))
+        else:
+            bias_arr = to_arr(bias)
+        a = ops.dense_forward(to_arr(x), to_arr(weight), bias_arr, activation, backend=backend)
+        out = from_arr(a, x)
+        ctx.activation = activation
+        ctx.backend = backend
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, weight, out = ctx.saved_tensors
+        to_arr, from_arr = _bridge(x, "DenseFunction.backward")
+        if grad_out.dtype != out.dtype:
+            grad_out = grad_out.to(out.dtype)
+        dx, dW, db = ops.dense_backward(
+            to_arr(x), to_arr(weight), to_arr(out), to_arr(grad_out), ctx.activation,
+            backend=ctx.backend,
+        )
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        return (
+            from_arr(dx, x) if need_x else None,
+            from_arr(dW, x) if need_w else None,
+            from_arr(db, x) if (need_b and ctx.has_bias) else None,
+            None,
+            None,
+        )
+
+
+def dense(x, weight, bias=None, activation="linear", backend=None):
+    """Functional form: x (*, IN), weight (IN, OUT), bias (OUT,) or None -> (*, OUT)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"dense: x must be a torch.Tensor; got {type(x).__name__}")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError(
+            "dense: weight must be a 2-D tensor (IN, OUT) (fastface layout, the transpose of "
+            f"nn.Linear's); got {getattr(weight, 'shape', type(weight).__name__)}"
+        )
+    IN, OUT = weight.shape
+    if x.dim() < 1 or x.shape[-1] != IN:
+        raise ValueError(
+            f"dense: x must be (*, IN) = (*, {IN}) to match weight (IN, OUT) = {tuple(weight.shape)}; "
+            f"got shape {tuple(x.shape)}"
+        )
+    lead = x.shape[:-1]
+    x2 = x if x.dim() == 2 else x.reshape(-1, IN)
+    a = DenseFunction.apply(x2, weight, bias, activation, backend)
+    return a if x.dim() == 2 else a.reshape(*lead, OUT)
+
+
+# --- the module --------------------------------------------------------------------------------
+class Dense(torch.nn.Module):
+    """A fully connected layer computed by fastface: a = activation(x @ weight + bias).
+
+    Dense(in_features, out_features, activation="linear", bias=True, backend=None,
+          device=None, dtype=None)
+
+    Input (*, in_features) -> output (*, out_features). Parameters:
+        weight (in_features, out_features) -- fastface's (IN, OUT) layout, i.e. the transpose
+                of ``nn.Linear.weight``; state_dict keys are 'weight' and 'bias'.
+        bias   (out_features,) or None.
+    Initialised like nn.Linear: U(-1/sqrt(IN), 1/sqrt(IN)) for both, drawn in nn.Linear's order,
+    so under the same torch seed ``Dense(i, o).weight == nn.Linear(i, o).weight.T``.
+    Use :meth:`from_linear` / :meth:`to_linear` to convert either way.
+    """
+
+    def __init__(self, in_features, out_features, activation="linear", bias=True, backend=None,
+                 device=None, dtype=None):
+        super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Dense: {name} must be a positive integer; got {v!r}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.activation = check_activation(activation)
+        if backend is not None:
+            from . import backends
+
+            backends.get(backend)  # unknown / unavailable backends fail here, not mid-training
+        self.backend = backend
+        factory = {"device": device, "dtype": dtype}
+        self.weight = torch.nn.Parameter(torch.empty(self.in_features, self.out_features, **factory))
+        if bias:
+            self.bias = torch.nn.Parameter(torch.empty(self.out_features, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's initialisation, drawn in (OUT, IN) order then stored transposed."""
+        with torch.no_grad():
+            tmp = torch.empty(self.out_features, self.in_features, dtype=self.weight.dtype,
+                              device=self.weight.device)
+            torch.nn.init.kaiming_uniform_(tmp, a=math.sqrt(5))
+            self.weight.copy_(tmp.T)
+            if self.bias is not None:
+                bound = 1.0 / math.sqrt(self.in_features)
+                torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return dense(x, self.weight, self.bias, self.activation, self.backend)
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear, activation="linear", backend=None) -> "Dense":
+        """A Dense layer holding a copy of `linear`'s parameters (weight transposed)."""
+        if not isinstance(linear, torch.nn.Linear):
+            raise TypeError(f"from_linear: expected a torch.nn.Linear; got {type(linear).__name__}")
+        layer = cls(linear.in_features, linear.out_features, activation, linear.bias is not None,
+                    backend, device=linear.weight.device, dtype=linear.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight.T)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer
+
+    def to_linear(self) -> torch.nn.Linear:
+        """An nn.Linear with a copy of this layer's parameters (the activation is not included)."""
+        lin = torch.nn.Linear(self.in_features, self.out_features, self.bias is not None,
+                              device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight.T)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"activation={self.activation!r}, bias={self.bias is not None}, backend={self.backend!r}"
+        )

@@ -1,0 +1,256 @@
+"""fastface.torch: DenseFunction / Dense inside PyTorch autograd and optimizers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="fastface.torch needs PyTorch (pip install fastface[torch])")
+
+import fastface  # noqa: E402
+import fastface.ops  # noqa: E402
+import fastface.torch as fft  # noqa: E402
+from fastface.activations import NAMES  # noqa: E402
+
+HOST_BACKENDS = [b for b in fastface.available_backends() if b != "cuda"]
+TORCH_ACT = {
+    "linear": lambda z: z,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "softmax": lambda z: torch.softmax(z, dim=-1),
+}
+TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-12, atol=1e-13)}
+
+
+def _strided(shape, dtype, gen, requires_grad=False):
+    """A tensor of `shape` sliced from a larger one: non-trivial strides, nonzero offset."""
+    n, m = shape
+    big = torch.randn(2 * n + 1, 3 * m, dtype=dtype, generator=gen)
+    t = big[1::2, ::3]
+    assert t.shape == shape and not t.is_contiguous()
+    return t.requires_grad_(requires_grad)
+
+
+# --- gradients ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("activation", NAMES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradcheck_float64_every_activation(activation, bias):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, generator=gen, requires_grad=True) if bias else None
+    inputs = (x, W, b) if bias else (x, W)
+
+    def f(x, W, b=None):
+        return fft.DenseFunction.apply(x, W, b, activation)
+
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", NAMES)
+def test_gradcheck_strided_input(activation):
+    gen = torch.Generator().manual_seed(2)
+    x = _strided((6, 4), torch.float64, gen, requires_grad=True)
+    W = torch.randn(4, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(7, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, W, b: fft.DenseFunction.apply(x, W, b, activation), (x, W, b), eps=1e-6, atol=1e-8
+    )
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("activation", NAMES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_backward_match_torch(backend, activation, dtype):
+    """Same outputs and gradients as nn.Linear + activation, one random upstream gradient."""
+    gen = torch.Generator().manual_seed(3)
+    lin = torch.nn.Linear(13, 5, dtype=dtype)
+    layer = fft.Dense.from_linear(lin, activation, backend=backend)
+    x1 = torch.randn(11, 13, dtype=dtype, generator=gen, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    g = torch.randn(11, 5, dtype=dtype, generator=gen)
+    ref = TORCH_ACT[activation](lin(x1))
+    out = layer(x2)
+    torch.testing.assert_close(out, ref, **TOL[dtype])
+    ref.backward(g)
+    out.backward(g)
+    torch.testing.assert_close(x2.grad, x1.grad, **TOL[dtype])
+    torch.testing.assert_close(layer.weight.grad, lin.weight.grad.T, **TOL[dtype])
+    torch.testing.assert_close(layer.bias.grad, lin.bias.grad, **TOL[dtype])
+
+
+def test_leading_dimensions_are_flattened():
+    layer = fft.Dense(6, 4, "tanh", dtype=torch.float64)
+    x = torch.randn(2, 3, 6, dtype=torch.float64)
+    out = layer(x)
+    assert out.shape == (2, 3, 4)
+    torch.testing.assert_close(out, torch.tanh(x @ layer.weight + layer.bias))
+
+
+# --- zero copy -----------------------------------------------------------------------------------
+def _record(monkeypatch, name):
+    """Wrap fastface.ops.<name> to keep the arrays it receives and returns."""
+    seen = {}
+    original = getattr(fastface.ops, name)
+
+    def spy(*args, **kwargs):
+        seen["args"] = args
+        seen["result"] = original(*args, **kwargs)
+        return seen["result"]
+
+    monkeypatch.setattr(fastface.ops, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "transposed"])
+def test_cpu_tensors_reach_ops_without_copy(monkeypatch, layout):
+    gen = torch.Generator().manual_seed(4)
+    if layout == "contiguous":
+        x = torch.randn(8, 5, generator=gen)
+    elif layout == "strided":
+        x = _strided((8, 5), torch.float32, gen)
+    else:
+        x = torch.randn(5, 8, generator=gen).T
+    x.requires_grad_(True)
+    layer = fft.Dense(5, 3, "sigmoid")
+    fwd = _record(monkeypatch, "dense_forward")
+    bwd = _record(monkeypatch, "dense_backward")
+    out = layer(x)
+
+    xa, Wa, ba, _ = fwd["args"]
+    base = x.detach()
+    for arr, t in ((xa, base), (Wa, layer.weight.detach()), (ba, layer.bias.detach())):
+        assert isinstance(arr, np.ndarray)
+        assert np.shares_memory(arr, t.numpy()), "a CPU tensor was copied on its way to ops"
+        assert arr.strides == tuple(s * t.element_size() for s in t.stride())
+    assert np.shares_memory(out.detach().numpy(), fwd["result"]), "the kernel result was copied"
+
+    grads = []
+    x.register_hook(grads.append)  # sees the gradient DenseFunction returned, before accumulation
+    out.sum().backward()
+    bx, bW, ba_out, bda, _ = bwd["args"]
+    assert np.shares_memory(bx, base.numpy())
+    assert np.shares_memory(ba_out, out.detach().numpy())
+    dx, dW, db = bwd["result"]
+    assert np.shares_memory(grads[0].numpy(), dx), "the kernel's dx was copied on its way back"
+    torch.testing.assert_close(x.grad, torch.from_numpy(dx))
+
+
+def test_to_array_from_array_round_trip_shares_memory():
+    t = torch.arange(12, dtype=torch.float64).reshape(3, 4)[:, 1:]
+    arr = fft.to_array(t)
+    assert np.shares_memory(arr, t.numpy())
+    back = fft.from_array(arr, t)
+    assert back.data_ptr() == t.data_ptr() and torch.equal(back, t)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA build of PyTorch and a GPU")
+def test_cuda_tensors_stay_on_device():
+    if "cuda" not in fastface.available_backends():
+        pytest.skip(f"fastface cuda backend unavailable: {fastface.unavailable_backends().get('cuda')}")
+    lin = torch.nn.Linear(9, 4, device="cuda")
+    layer = fft.Dense.from_linear(lin, "sigmoid")
+    x = torch.randn(6, 9, device="cuda", requires_grad=True)
+    out = layer(x)
+    assert out.device.type == "cuda"
+    ref = torch.sigmoid(lin(x))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    out.sum().backward()
+    assert layer.weight.grad.device.type == "cuda"
+    ref.sum().backward()
+    torch.testing.assert_close(layer.weight.grad, lin.weight.grad.T, rtol=1e-4, atol=1e-5)
+
+
+# --- training inside PyTorch ----------------------------------------------------------------------
+def _course_nets(dtype, sizes=(40, 25, 15, 1)):
+    torch.manual_seed(0)
+    linears = [torch.nn.Linear(i, o, dtype=dtype) for i, o in zip(sizes[:-1], sizes[1:])]
+    ref = torch.nn.Sequential(linears[0], torch.nn.Sigmoid(), linears[1], torch.nn.Sigmoid(), linears[2])
+    ours = torch.nn.Sequential(
+        fft.Dense.from_linear(linears[0], "sigmoid"),
+        fft.Dense.from_linear(linears[1], "sigmoid"),
+        fft.Dense.from_linear(linears[2]),
+    )
+    return ref, ours
+
+
+def _train(net, X, y, make_opt, steps, batch):
+    opt = make_opt(net.parameters())
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for step in range(steps):
+        i = (step * batch) % len(X)
+        opt.zero_grad()
+        loss = loss_fn(net(X[i:i + batch]), y[i:i + batch])
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize(
+    "dtype, make_opt, tol",
+    [
+        (torch.float64, lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9), 1e-10),
+        (torch.float64, lambda p: torch.optim.Adam(p, lr=1e-2), 1e-9),
+        (torch.float32, lambda p: torch.optim.SGD(p, lr=0.5), 2e-5),
+    ],
+    ids=["sgd-momentum-f64", "adam-f64", "sgd-f32"],
+)
+def test_training_loop_reaches_same_weights_as_nn_linear(dtype, make_opt, tol):
+    gen = torch.Generator().manual_seed(5)
+    X = torch.rand(96, 40, dtype=dtype, generator=gen)
+    y = (X[:, :20].sum(1, keepdim=True) > X[:, 20:].sum(1, keepdim=True)).to(dtype)
+    ref, ours = _course_nets(dtype)
+    loss_ref = _train(ref, X, y, make_opt, steps=30, batch=32)
+    loss_ours = _train(ours, X, y, make_opt, steps=30, batch=32)
+    assert abs(loss_ref - loss_ours) < 10 * tol
+    lin_layers = [m for m in ref if isinstance(m, torch.nn.Linear)]
+    for lin, dense in zip(lin_layers, ours):
+        torch.testing.assert_close(dense.weight, lin.weight.T, rtol=tol, atol=tol)
+        torch.testing.assert_close(dense.bias, lin.bias, rtol=tol, atol=tol)
+    # training moved the weights: the comparison is not between two untouched copies
+    assert not torch.allclose(lin_layers[0].weight, _course_nets(dtype)[0][0].weight)
+
+
+# --- module behaviour ------------------------------------------------------------------------------
+def test_init_matches_nn_linear_under_same_seed():
+    torch.manual_seed(7)
+    lin = torch.nn.Linear(30, 11)
+    torch.manual_seed(7)
+    layer = fft.Dense(30, 11)
+    assert layer.weight.shape == (30, 11)
+    assert torch.equal(layer.weight, lin.weight.T) and torch.equal(layer.bias, lin.bias)
+
+
+def test_state_dict_round_trip_and_linear_conversion():
+    a = fft.Dense(6, 4, "relu", dtype=torch.float64)
+    b = fft.Dense(6, 4, "relu", dtype=torch.float64)
+    assert not torch.equal(a.weight, b.weight)
+    b.load_state_dict(a.state_dict())
+    assert set(a.state_dict()) == {"weight", "bias"}
+    x = torch.randn(3, 6, dtype=torch.float64)
+    assert torch.equal(a(x), b(x))
+    lin = a.to_linear()
+    torch.testing.assert_close(torch.relu(lin(x)), a(x))
+    no_bias = fft.Dense(6, 4, bias=False)
+    assert no_bias.bias is None and set(no_bias.state_dict()) == {"weight"}
+    assert "activation='relu'" in repr(a)
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: fft.Dense(0, 3), ValueError, "in_features must be a positive integer"),
+        (lambda: fft.Dense(3, 2.5), ValueError, "out_features"),
+        (lambda: fft.Dense(3, 2, "swish"), ValueError, "unknown activation"),
+        (lambda: fft.Dense(3, 2, backend="fortran"), ValueError, "unknown backend"),
+        (lambda: fft.Dense(3, 2)(torch.ones(4, 5)), ValueError, r"\(\*, 3\)"),
+        (lambda: fft.Dense(3, 2)(torch.ones(4, 3, dtype=torch.int64)), TypeError, "float32 or float64"),
+        (lambda: fft.Dense(3, 2)(torch.ones(4, 3, dtype=torch.float64)), TypeError, "share one dtype"),
+        (lambda: fft.Dense(3, 2)(np.ones((4, 3), np.float32)), TypeError, "torch.Tensor"),
+        (lambda: fft.Dense.from_linear(torch.nn.Conv1d(1, 1, 1)), TypeError, "nn.Linear"),
+    ],
+)
+def test_bad_input_is_refused_clearly(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
