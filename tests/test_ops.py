@@ -1,0 +1,392 @@
+"""Property tests: every kernel x every available backend x float32/float64 vs the reference.
+
+Dimensions (as in fastface.ops):
+    matmul          a (M, K) @ b (K, P)                     -> (M, P)
+    sigmoid         z (M, P)                                -> (M, P)
+    dense_forward   x (N, IN), W (IN, OUT), b (OUT,)        -> a (N, OUT)
+    dense_backward  x (N, IN), W (IN, OUT), a, da (N, OUT)  -> dx (N, IN), dW (IN, OUT), db (OUT,)
+
+The reference is the NumPy backend run on float64 copies of the very inputs the backend got.
+Inputs are views into larger buffers padded with NaN (row steps, column slices, transposed
+and reversed views), so a kernel that ignores strides or reads outside the view shows NaN; the
+buffers are compared before and after the call, so a kernel that writes into its inputs (or
+outside its output) fails too.
+
+Error bounds scale with the dtype's epsilon, the square root of the reduction length and the
+magnitude of the terms summed (|x| @ |W| + |b| for a forward), never one global tolerance.
+On the CUDA simulator (NUMBA_ENABLE_CUDASIM=1) shapes are capped at 24 and examples at 5.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastface import config, ops
+from fastface.activations import DERIVATIVES
+from fastface.activations import NAMES as ACTIVATIONS
+from fastface.backends import available_backends, reference
+
+BACKENDS = available_backends()
+DTYPES = (np.float32, np.float64)
+ON_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+SIM_CAP = 24
+C_ERR = 16.0  # constant in front of eps * sqrt(K) in every bound
+
+# Interesting sizes: 1, 2, primes, and one below / at / above every tile the kernels use.
+_TILES = sorted({config.TILE_M, config.TILE_N, config.TILE_K, config.CUDA_TILE})
+SPECIAL_DIMS = sorted({1, 2, 3, 5, 7, 13, 31, 61} | {t + d for t in _TILES for d in (-1, 0, 1)})
+LAYOUTS_2D = ("C", "F", "rows", "cols", "both", "reversed")
+LAYOUTS_1D = ("C", "step", "reversed")
+
+
+def _limits(backend):
+    """(largest dim, max examples) for a backend: tiny on the CUDA simulator."""
+    if backend == "cuda" and ON_SIM:
+        return SIM_CAP, 5
+    return max(SPECIAL_DIMS), settings().max_examples
+
+
+def dims(backend):
+    cap, _ = _limits(backend)
+    special = [d for d in SPECIAL_DIMS if d <= cap]
+    return st.one_of(st.sampled_from(special), st.integers(1, min(cap, 70)))
+
+
+def layout_2d(values: np.ndarray, layout: str) -> np.ndarray:
+    """A view equal to `values` (R, C) with the given memory layout, inside a NaN-padded buffer."""
+    r, c = values.shape
+    if layout == "C":
+        buf = np.full((r, c), np.nan, values.dtype)
+        view = buf
+    elif layout == "F":  # transposed view of a C buffer
+        buf = np.full((c, r), np.nan, values.dtype)
+        view = buf.T
+    elif layout == "rows":  # every other row
+        buf = np.full((2 * r + 1, c), np.nan, values.dtype)
+        view = buf[1::2]
+    elif layout == "cols":  # a column slice
+        buf = np.full((r, c + 3), np.nan, values.dtype)
+        view = buf[:, 2 : 2 + c]
+    elif layout == "both":  # row and column steps
+        buf = np.full((2 * r, 3 * c), np.nan, values.dtype)
+        view = buf[::2, 1::3]
+    elif layout == "reversed":  # negative strides
+        buf = np.full((r, c + 1), np.nan, values.dtype)
+        view = buf[::-1, c:0:-1]
+    else:
+        raise AssertionError(layout)
+    view[...] = values
+    return view
+
+
+def layout_1d(values: np.ndarray, layout: str) -> np.ndarray:
+    n = values.shape[0]
+    if layout == "C":
+        view = np.full(n, np.nan, values.dtype)
+    elif layout == "step":
+        view = np.full(2 * n + 1, np.nan, values.dtype)[1::2]
+    else:
+        view = np.full(n + 1, np.nan, values.dtype)[n:0:-1]
+    view[...] = values
+    return view
+
+
+@st.composite
+def arrays(draw, shape, dtype, scale=1.0):
+    """A strided view holding standard-normal values * scale, in `dtype`."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    values = (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+    if len(shape) == 1:
+        return layout_1d(values, draw(st.sampled_from(LAYOUTS_1D)))
+    return layout_2d(values, draw(st.sampled_from(LAYOUTS_2D)))
+
+
+def _base(view):
+    return view.base if view.base is not None else view
+
+
+def _snapshot(*views):
+    return [(_base(v), _base(v).copy()) for v in views]
+
+
+def _assert_untouched(snapshot, where):
+    for buf, before in snapshot:
+        assert np.array_equal(buf, before, equal_nan=True), (
+            f"{where}: the kernel modified an input buffer (inside or outside the view)"
+        )
+
+
+def assert_close(got, expected, bound, *, backend, stage, dtype, shape):
+    """|got - expected| <= bound elementwise; the message names backend, stage, dtype, shape."""
+    where = f"backend={backend} stage={stage} dtype={np.dtype(dtype).name} shape={shape}"
+    assert isinstance(got, np.ndarray), f"{where}: expected a NumPy array for host inputs, got {type(got)}"
+    assert got.shape == expected.shape, f"{where}: shape {got.shape}, expected {expected.shape}"
+    assert got.dtype == np.dtype(dtype), f"{where}: dtype {got.dtype}, expected {np.dtype(dtype)}"
+    err = np.abs(got.astype(np.float64) - expected)
+    bad = ~(err <= bound)  # NaN counts as bad
+    if bad.any():
+        idx = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(err, nan=np.inf) / bound, -1))), err.shape)
+        max_err = float(np.nanmax(np.where(np.isnan(err), np.inf, err)))
+        pytest.fail(
+            f"{where}: max error {max_err:.3g}; at {tuple(int(i) for i in idx)} got "
+            f"{got[idx]!r}, expected {expected[idx]!r}, allowed {bound[idx]:.3g} "
+            f"({int(bad.sum())} of {bad.size} elements out of bounds)"
+        )
+
+
+def _eps(dtype):
+    return float(np.finfo(dtype).eps)
+
+
+def _f64(*arrays_):
+    return [np.asarray(a, dtype=np.float64) for a in arrays_]
+
+
+def _backend_params():
+    return [pytest.param(name, id=name) for name in BACKENDS]
+
+
+def _settings_for(backend):
+    _, n_examples = _limits(backend)
+    return settings(max_examples=n_examples)
+
+
+# --- matmul ------------------------------------------------------------------------------------
+def check_matmul(backend, dtype, a, b):
+    snap = _snapshot(a, b)
+    got = ops.matmul(a, b, backend=backend)
+    _assert_untouched(snap, f"backend={backend} matmul")
+    a64, b64 = _f64(a, b)
+    K = a.shape[1]
+    bound = C_ERR * _eps(dtype) * math.sqrt(K + 1) * (np.abs(a64) @ np.abs(b64)) + np.finfo(dtype).tiny
+    assert_close(got, reference.matmul(a64, b64), bound, backend=backend, stage="matmul", dtype=dtype,
+                 shape=(a.shape, b.shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("backend", _backend_params())
+def test_matmul_matches_reference(backend, dtype):
+    @_settings_for(backend)
+    @given(data=st.data())
+    def run(data):
+        m, k, p = (data.draw(dims(backend), label=n) for n in "MKP")
+        a = data.draw(arrays((m, k), dtype), label="a")
+        b = data.draw(arrays((k, p), dtype), label="b")
+        check_matmul(backend, dtype, a, b)
+
+    run()
+
+
+# --- sigmoid -----------------------------------------------------------------------------------
+def check_sigmoid(backend, dtype, z):
+    snap = _snapshot(z)
+    got = ops.sigmoid(z, backend=backend)
+    _assert_untouched(snap, f"backend={backend} sigmoid")
+    expected = reference.sigmoid(np.asarray(z, np.float64))
+    # relative to the value, plus the smallest normal number: results in the subnormal range
+    # (z below about -87 in float32) may be rounded or flushed to zero.
+    bound = C_ERR * _eps(dtype) * expected + np.finfo(dtype).tiny * 4
+    assert_close(got, expected, bound, backend=backend, stage="sigmoid", dtype=dtype, shape=z.shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("backend", _backend_params())
+def test_sigmoid_matches_reference(backend, dtype):
+    @_settings_for(backend)
+    @given(data=st.data())
+    def run(data):
+        m, p = (data.draw(dims(backend), label=n) for n in "MP")
+        scale = data.draw(st.sampled_from([1.0, 10.0, 100.0, 1000.0]), label="scale")
+        z = data.draw(arrays((m, p), dtype, scale), label="z")
+        check_sigmoid(backend, dtype, z)
+
+    run()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("backend", _backend_params())
+def test_sigmoid_extremes_and_any_shape(backend, dtype):
+    """Overflow-safe at +-1e4 and the dtype's max; 1-D and 3-D inputs keep their shape."""
+    big = float(np.finfo(dtype).max)
+    z = np.array([[-big, -1e4, -745.0, -100.0, -1.0, 0.0, 1.0, 100.0, 745.0, 1e4, big]], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # the reference never overflows
+        expected = reference.sigmoid(z.astype(np.float64))
+    got = ops.sigmoid(z, backend=backend)
+    assert np.all(np.isfinite(got)), f"backend={backend} sigmoid dtype={np.dtype(dtype).name}: {got}"
+    assert_close(got, expected, C_ERR * _eps(dtype) * expected + np.finfo(dtype).tiny * 4,
+                 backend=backend, stage="sigmoid-extremes", dtype=dtype, shape=z.shape)
+    for shape in [(7,), (2, 3, 5)]:
+        zz = np.linspace(-5, 5, int(np.prod(shape))).astype(dtype).reshape(shape)
+        out = ops.sigmoid(zz, backend=backend)
+        assert out.shape == shape and out.dtype == np.dtype(dtype), f"backend={backend} shape {shape}"
+        np.testing.assert_allclose(out, reference.sigmoid(zz.astype(np.float64)), rtol=C_ERR * _eps(dtype),
+                                   err_msg=f"backend={backend} sigmoid shape {shape}")
+
+
+# --- dense forward -----------------------------------------------------------------------------
+def forward_bound(x64, W64, b64, expected, activation, dtype):
+    """Elementwise error bound on a = act(x @ W + b): the error of z passed through act
+    (every activation here is 1-Lipschitz; softmax mixes the errors of a row), plus the
+    rounding of the activation itself."""
+    K = x64.shape[1]
+    zmag = np.abs(x64) @ np.abs(W64) + np.abs(b64)
+    zerr = C_ERR * _eps(dtype) * math.sqrt(K + 2) * zmag
+    if activation == "softmax":
+        zerr = np.broadcast_to(zerr.max(axis=1, keepdims=True), zerr.shape)
+    return zerr + C_ERR * _eps(dtype) * np.abs(expected) + np.finfo(dtype).tiny * 4
+
+
+def check_forward(backend, dtype, activation, x, W, b):
+    snap = _snapshot(x, W, b)
+    got = ops.dense_forward(x, W, b, activation, backend=backend)
+    _assert_untouched(snap, f"backend={backend} dense_forward")
+    x64, W64, b64 = _f64(x, W, b)
+    expected = reference.dense_forward(x64, W64, b64, activation)
+    assert_close(got, expected, forward_bound(x64, W64, b64, expected, activation, dtype),
+                 backend=backend, stage=f"forward[{activation}]", dtype=dtype,
+                 shape=(x.shape, W.shape))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("backend", _backend_params())
+def test_dense_forward_matches_reference(backend, dtype, activation):
+    @_settings_for(backend)
+    @given(data=st.data())
+    def run(data):
+        n, n_in, n_out = (data.draw(dims(backend), label=s) for s in ("N", "IN", "OUT"))
+        x = data.draw(arrays((n, n_in), dtype), label="x")
+        scale = data.draw(st.sampled_from([0.1, 1.0, 5.0]), label="w_scale")
+        W = data.draw(arrays((n_in, n_out), dtype, scale / math.sqrt(n_in)), label="W")
+        b = data.draw(arrays((n_out,), dtype), label="b")
+        check_forward(backend, dtype, activation, x, W, b)
+
+    run()
+
+
+# --- dense backward ----------------------------------------------------------------------------
+def backward_bounds(x64, W64, a64, da64, activation, dtype):
+    """Bounds on dx, dW, db: |dz| magnitude (with the softmax row sum's terms) times the
+    magnitudes summed by each product, eps(dtype) * sqrt(reduction length) * C_ERR."""
+    N, OUT = a64.shape
+    if activation == "softmax":
+        dzmag = np.abs(a64) * (np.abs(da64) + np.sum(np.abs(a64 * da64), axis=1, keepdims=True))
+    else:
+        dzmag = np.abs(DERIVATIVES[activation](a64, da64))
+    eps = C_ERR * _eps(dtype)
+    tiny = np.finfo(dtype).tiny * 4
+    return (
+        eps * math.sqrt(OUT + 3) * (dzmag @ np.abs(W64).T) + tiny,
+        eps * math.sqrt(N + 3) * (np.abs(x64).T @ dzmag) + tiny,
+        eps * math.sqrt(N + 3) * dzmag.sum(axis=0) + tiny,
+    )
+
+
+def _forward_output(x, W, activation, dtype, rng):
+    """A consistent forward output a (N, OUT) for the backward: relu gets some exact zeros."""
+    b = rng.standard_normal(W.shape[1])
+    return reference.dense_forward(np.asarray(x, np.float64), np.asarray(W, np.float64), b, activation).astype(dtype)
+
+
+def check_backward(backend, dtype, activation, x, W, a, da):
+    snap = _snapshot(x, W, a, da)
+    got = ops.dense_backward(x, W, a, da, activation, backend=backend)
+    _assert_untouched(snap, f"backend={backend} dense_backward")
+    assert isinstance(got, tuple) and len(got) == 3, f"backend={backend}: expected (dx, dW, db), got {type(got)}"
+    x64, W64, a64, da64 = _f64(x, W, a, da)
+    expected = reference.dense_backward(x64, W64, a64, da64, activation)
+    bounds = backward_bounds(x64, W64, a64, da64, activation, dtype)
+    for stage, g, e, bd in zip(("dx", "dW", "db"), got, expected, bounds):
+        assert_close(g, e, bd, backend=backend, stage=f"{stage}[{activation}]", dtype=dtype,
+                     shape=(x.shape, W.shape))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("backend", _backend_params())
+def test_dense_backward_matches_reference(backend, dtype, activation):
+    @_settings_for(backend)
+    @given(data=st.data())
+    def run(data):
+        n, n_in, n_out = (data.draw(dims(backend), label=s) for s in ("N", "IN", "OUT"))
+        x = data.draw(arrays((n, n_in), dtype), label="x")
+        W = data.draw(arrays((n_in, n_out), dtype, 1 / math.sqrt(n_in)), label="W")
+        seed = data.draw(st.integers(0, 2**32 - 1), label="a_seed")
+        a_values = _forward_output(x, W, activation, dtype, np.random.default_rng(seed))
+        a = layout_2d(a_values, data.draw(st.sampled_from(LAYOUTS_2D), label="a_layout"))
+        da = data.draw(arrays((n, n_out), dtype, 1.0 / n), label="da")
+        check_backward(backend, dtype, activation, x, W, a, da)
+
+    run()
+
+
+# --- one large case per backend (not drawn every time) ----------------------------------------
+def _large_shape(backend):
+    if backend == "cuda" and ON_SIM:
+        return None
+    return (129, config.TILE_K * 2 + 3, config.TILE_N + 5)  # several K tiles, ragged edges
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("backend", _backend_params())
+def test_large_layer_float32(backend, activation):
+    shape = _large_shape(backend)
+    if shape is None:
+        pytest.skip("large shapes take minutes on the CUDA simulator; the same test runs on a GPU")
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(7)
+    dtype = np.float32
+    x = layout_2d(rng.standard_normal((n, n_in)).astype(dtype), "rows")
+    W = layout_2d((rng.standard_normal((n_in, n_out)) / math.sqrt(n_in)).astype(dtype), "F")
+    b = layout_1d(rng.standard_normal(n_out).astype(dtype), "C")
+    check_matmul(backend, dtype, x, W)
+    check_forward(backend, dtype, activation, x, W, b)
+    a = _forward_output(x, W, activation, dtype, rng)
+    da = (rng.standard_normal((n, n_out)) / n).astype(dtype)
+    check_backward(backend, dtype, activation, x, W, a, da)
+
+
+# --- the same answers whichever way the inputs are laid out ------------------------------------
+@pytest.mark.parametrize("backend", _backend_params())
+def test_layout_does_not_change_the_answer(backend):
+    """Contiguous and strided copies of the same values give results equal to rounding."""
+    rng = np.random.default_rng(3)
+    n, n_in, n_out = 17, 31, 13
+    xs = rng.standard_normal((n, n_in)).astype(np.float64)
+    Ws = rng.standard_normal((n_in, n_out)) / math.sqrt(n_in)
+    bs = rng.standard_normal(n_out)
+    want = ops.dense_forward(xs, Ws, bs, "tanh", backend=backend)
+    for layout in LAYOUTS_2D:
+        got = ops.dense_forward(layout_2d(xs, layout), layout_2d(Ws, layout), layout_1d(bs, "reversed"),
+                                "tanh", backend=backend)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12,
+                                   err_msg=f"backend={backend} layout={layout}")
+
+
+# --- every tile edge, explicitly (hypothesis draws them only sometimes) -------------------------
+def _tile_edges(backend):
+    cap, _ = _limits(backend)
+    return [t + d for t in _TILES for d in (-1, 0, 1) if t + d <= cap]
+
+
+@pytest.mark.parametrize("backend", _backend_params())
+def test_every_tile_edge(backend):
+    """M, K and P each at tile - 1, tile, tile + 1 of every tile in fastface.config."""
+    rng = np.random.default_rng(11)
+    dtype = np.float32
+    for d in _tile_edges(backend):
+        for n, k, p in [(d, 5, 3), (3, d, 2), (2, 7, d)]:
+            x = layout_2d(rng.standard_normal((n, k)).astype(dtype), "cols")
+            W = (rng.standard_normal((k, p)) / math.sqrt(k)).astype(dtype)
+            b = rng.standard_normal(p).astype(dtype)
+            check_matmul(backend, dtype, x, W)
+            check_forward(backend, dtype, "relu", x, W, b)
+            a = _forward_output(x, W, "sigmoid", dtype, rng)
+            da = (rng.standard_normal((n, p)) / n).astype(dtype)
+            check_backward(backend, dtype, "sigmoid", x, W, a, da)
