@@ -1,0 +1,82 @@
+"""cffi builder (API mode) for fastface's C kernels: ``fastface._cfastface``.
+
+``setup.py`` names this module in ``cffi_modules`` ("csrc/ffi_build.py:ffibuilder"), so
+``pip install .`` generates the C wrapper and compiles it with csrc/fastface.c. The cdef is
+read from csrc/fastface.h (the region between FF_CDEF_BEGIN and FF_CDEF_END), so every
+declaration is written once, in the header, and cannot drift.
+
+For a development build without pip:   python csrc/ffi_build.py
+(compiles fastface/_cfastface.*.so next to the package sources).
+
+Compiler flags, and why not -march=native by default:
+  -O3 only, plus the platform's defaults. The AVX2/FMA and AVX-512 micro-kernels are compiled
+  through GCC/Clang function target attributes (no -m flag for the whole file) and picked at
+  run time by CPU detection (__builtin_cpu_supports), so the same binary runs on any x86-64
+  CPU and still uses the widest vectors it finds. -march=native would let the compiler emit
+  AVX-512 in *every* function, and a built extension copied to an older CPU (a wheel, a Docker
+  layer, a shared home directory on a cluster) would die with SIGILL instead of falling back.
+  It buys little here since the hot loop is the hand-written micro-kernel. Set
+  FASTFACE_NATIVE=1 at install time to add -march=native anyway (you promise to run the
+  build on the machine that compiled it). Other compilers (MSVC) get /O2 and the plain-C
+  kernels only. Never -ffast-math: NaN and inf must propagate as in NumPy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(HERE, "fastface.h")
+SOURCES = [os.path.join(HERE, "fastface.c")]
+DEPENDS = [HEADER, os.path.join(HERE, "fastface_kernels.inc")]
+
+_CDEF_RE = re.compile(r"/\*\s*FF_CDEF_BEGIN\s*\*/(.*?)/\*\s*FF_CDEF_END\s*\*/", re.S)
+
+
+def read_cdef(path: str = HEADER) -> str:
+    """The declarations between the FF_CDEF markers of the header, for ffi.cdef()."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    match = _CDEF_RE.search(text)
+    if match is None:
+        raise RuntimeError(f"{path}: no /* FF_CDEF_BEGIN */ ... /* FF_CDEF_END */ region")
+    cdef = match.group(1)
+    if re.search(r"^\s*#", cdef, re.M):
+        raise RuntimeError(f"{path}: the cdef region must not contain preprocessor lines")
+    return cdef
+
+
+def _rel(path: str) -> str:
+    """Paths relative to the working directory when below it (setuptools prefers that)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def compile_args() -> list:
+    if sys.platform == "win32" and "gcc" not in os.environ.get("CC", ""):
+        return ["/O2"]
+    args = ["-O3", "-std=gnu99"]
+    if os.environ.get("FASTFACE_NATIVE") == "1":
+        args.append("-march=native")
+    return args
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(read_cdef())
+ffibuilder.set_source(
+    "fastface._cfastface",
+    '#include "fastface.h"\n',
+    sources=[_rel(p) for p in SOURCES],
+    include_dirs=[_rel(HERE)],
+    depends=[_rel(p) for p in DEPENDS],
+    extra_compile_args=compile_args(),
+    libraries=[] if sys.platform == "win32" else ["m"],
+)
+
+if __name__ == "__main__":
+    # Development build: the extension lands in fastface/ next to the Python sources.
+    ffibuilder.compile(tmpdir=os.path.dirname(HERE), verbose=True)
