@@ -40,7 +40,6 @@ import math
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import ops
 from .activations import check_activation
@@ -157,8 +156,16 @@ class DenseFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):
+        # Once differentiable: the gradients returned are plain tensors with no history, so a
+        # double backward (create_graph=True runs this with grad mode on) would be silently
+        # wrong. Refuse it; this check is cheaper than the once_differentiable decorator.
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "fastface.torch.DenseFunction is differentiable once: its backward cannot build a "
+                "graph (create_graph=True / double backward). Use torch.nn.Linear for "
+                "higher-order gradients"
+            )
         x, weight, out = ctx.saved_tensors
         to_arr, from_arr = _bridge(x, "DenseFunction.backward")
         if grad_out.dtype != out.dtype:

@@ -254,3 +254,11 @@ def test_state_dict_round_trip_and_linear_conversion():
 def test_bad_input_is_refused_clearly(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+def test_double_backward_is_refused():
+    layer = fft.Dense(4, 2, "tanh", dtype=torch.float64)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    out = layer(x).sum()
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(out, x, create_graph=True)
