@@ -15,8 +15,9 @@ Buffers (every one allocated once by the caller, reused for every batch and ever
                        its b (OUT_l,) at table[l, 3]; the model's layers are views into theta
     grad   (P,)        gradient, same layout
     s1, s2 (P,)        optimizer state (SGD: momentum buffer; Adam: first and second moments)
-    table  (L, 5)      int64 per layer: IN, OUT, W offset, b offset, activation offset
-    acts   (L,)        int64 activation codes (ACT_CODES)
+    table  (L, 6)      int64 per layer: IN, OUT, W offset, b offset, offset of its block in
+                       A and D, activation code (ACT_CODES)
+    xb     (B, IN_0)   the gathered batch
     A      (B * sum OUT_l,)  every layer's batch activations (layer l's block at table[l, 4])
     D      (B * sum OUT_l,)  their gradients, same layout
     stats  (4,)        float64 out: weighted loss sum, correct, counted, failed batch index
@@ -33,8 +34,9 @@ Divergence: the epoch stops at the first batch whose loss or gradient is not fin
 updating; a weight whose update would overflow keeps its previous finite value. The caller
 raises an error naming the epoch and batch.
 
-Serial on purpose: small networks are too small to share between threads per step, and the
-serial loop is bit-for-bit deterministic.
+The matrix products go to BLAS through np.dot with preallocated outputs (numba calls
+the same BLAS as NumPy); everything else is plain serial loops, so a run is deterministic:
+the same seed gives bit-identical weights.
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ LOSS_CODES = {"binary_crossentropy": 0, "categorical_crossentropy": 1, "mse": 2}
 OPT_CODES = {"sgd": 0, "adam": 1}
 METRIC_CODES = {"none": 0, "binary": 1, "argmax": 2}
 
-# hyper (float64 array) layout shared with fastface.optim
-H_LR, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_WD = range(7)
-N_HYPER = 7
+# hyper array layout shared with fastface.optim (the last two slots are scratch)
+H_LR, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_WD, H_C1, H_C2, H_STEP, H_BC2S = range(11)
+N_HYPER = 11
 
 EPS = 1e-7  # probability clip of the non-logit losses (fastface.losses.EPS)
 
@@ -135,80 +137,75 @@ def _derivative_row(A, D, base, OUT, code):
 
 # --- forward --------------------------------------------------------------------------------
 @njit(fastmath=FASTMATH, cache=True)
-def _layer_forward(X, xrow, theta, A, inbase, IN, OUT, wo, bo, outbase):
-    """One row: A[outbase:+OUT] = x @ W + b, x = X[xrow] (layer 0) or A[inbase:+IN]."""
-    for o in range(OUT):
-        A[outbase + o] = theta[bo + o]
-    for k in range(IN):
-        if xrow >= 0:
-            xv = X[xrow, k]
-        else:
-            xv = A[inbase + k]
-        if xv != 0:
-            w = wo + k * OUT
-            for o in range(OUT):
-                A[outbase + o] += xv * theta[w + o]
+def _weights(theta, table, l):
+    """Views of layer l's W (IN, OUT) and b (OUT,) inside theta."""
+    IN = table[l, 0]
+    OUT = table[l, 1]
+    W = theta[table[l, 2] : table[l, 2] + IN * OUT].reshape((IN, OUT))
+    b = theta[table[l, 3] : table[l, 3] + OUT]
+    return W, b
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _forward_rows(X, rows, nrows, theta, table, acts, A, B, last_linear):
-    """Forward pass of rows X[rows[:nrows]] through every layer into A (batch capacity B).
+def _block(A, table, l, nb):
+    """View of layer l's (nb, OUT) block of the activation workspace A."""
+    OUT = table[l, 1]
+    return A[table[l, 4] : table[l, 4] + nb * OUT].reshape((nb, OUT))
 
-    With last_linear the output layer's activation is left unapplied (A holds z).
+
+@njit(fastmath=FASTMATH, cache=True)
+def _forward(xb, nb, theta, table, A, last_linear):
+    """Forward pass of the batch xb (nb, IN_0) through every layer into A.
+
+    Each layer is one matrix product (BLAS through np.dot, into the preallocated block) then
+    a row loop adding b and applying the activation. With last_linear the output layer's
+    activation is left unapplied (its block holds z).
     """
     L = table.shape[0]
     for l in range(L):
-        IN = table[l, 0]
+        W, b = _weights(theta, table, l)
         OUT = table[l, 1]
-        wo = table[l, 2]
-        bo = table[l, 3]
-        ao = table[l, 4]
-        code = acts[l]
-        for r in range(nrows):
-            outbase = ao + r * OUT
-            if l == 0:
-                _layer_forward(X, rows[r], theta, A, 0, IN, OUT, wo, bo, outbase)
-            else:
-                inbase = table[l - 1, 4] + r * IN
-                _layer_forward(X, -1, theta, A, inbase, IN, OUT, wo, bo, outbase)
-            if not (last_linear and l == L - 1):
-                _activate_row(A, outbase, OUT, code)
+        out = _block(A, table, l, nb)
+        if l == 0:
+            np.dot(xb, W, out)
+        else:
+            np.dot(_block(A, table, l - 1, nb), W, out)
+        apply = not (last_linear and l == L - 1)
+        base = table[l, 4]
+        for r in range(nb):
+            row = base + r * OUT
+            for o in range(OUT):
+                A[row + o] += b[o]
+            if apply:
+                _activate_row(A, row, OUT, table[l, 5])
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def predict_into(X, theta, table, acts, A, B, out):
+def predict_into(X, theta, table, A, xb, out):
     """Predictions of every row of X (N, IN_0) into out (N, OUT_L), B rows at a time.
 
-    A is a workspace of B * sum OUT_l elements.
+    A is a workspace of B * sum OUT_l elements, xb a (B, IN_0) C-contiguous buffer.
     """
     N = X.shape[0]
     L = table.shape[0]
-    OUT = table[L - 1, 1]
-    ao = table[L - 1, 4]
-    rows = np.empty(B, dtype=np.int64)
+    B = xb.shape[0]
     for start in range(0, N, B):
         nb = min(B, N - start)
-        for r in range(nb):
-            rows[r] = start + r
-        _forward_rows(X, rows, nb, theta, table, acts, A, B, False)
-        for r in range(nb):
-            for o in range(OUT):
-                out[start + r, o] = A[ao + r * OUT + o]
+        xv = xb[:nb]
+        xv[:, :] = X[start : start + nb]
+        _forward(xv, nb, theta, table, A, False)
+        out[start : start + nb] = _block(A, table, L - 1, nb)
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def predict_one(x, theta, table, acts, A, rows, out):
-    """One example x (1, IN_0) -> out (1, OUT_L); A and rows (1,) are reused workspaces.
+def predict_one(x, theta, table, A):
+    """One example x (1, IN_0) -> the output layer's block of A (its first OUT_L elements
+    at table[L-1, 4]); A is the reused workspace (sum OUT_l elements).
 
     Returns the smallest and largest input value (for the model's input-range check);
     both NaN when some input is NaN or infinite.
     """
-    L = table.shape[0]
-    OUT = table[L - 1, 1]
-    ao = table[L - 1, 4]
-    _forward_rows(x, rows, 1, theta, table, acts, A, 1, False)
-    for o in range(OUT):
-        out[0, o] = A[ao + o]
+    _forward(x, 1, theta, table, A, False)
     lo = x[0, 0]
     hi = x[0, 0]
     finite = True
@@ -305,125 +302,146 @@ def _output_loss(A, D, Y, sw, perm, start, nb, OUT, base, act, loss, metric, sta
 
 # --- backward -------------------------------------------------------------------------------
 @njit(fastmath=FASTMATH, cache=True)
-def _backward(X, perm, start, nb, theta, grad, table, acts, A, D):
-    """Gradients of every layer into grad; D of the output layer already holds dL/dz."""
+def _backward(xb, nb, theta, grad, table, A, D):
+    """Gradients of every layer into grad; D's output block already holds dL/dz.
+
+    dW = x.T @ dz and dx = dz @ W.T are BLAS products into preallocated views; db is a row
+    sum; the first layer's dx is not computed (nothing needs it).
+    """
     L = table.shape[0]
     for l in range(L - 1, -1, -1):
-        IN = table[l, 0]
         OUT = table[l, 1]
-        wo = table[l, 2]
-        bo = table[l, 3]
-        ao = table[l, 4]
-        for i in range(IN * OUT):
-            grad[wo + i] = 0.0
-        for o in range(OUT):
-            grad[bo + o] = 0.0
+        W, _ = _weights(theta, table, l)
+        gW, gb = _weights(grad, table, l)
+        dz = _block(D, table, l, nb)
+        if l == 0:
+            np.dot(xb.T, dz, gW)
+        else:
+            np.dot(_block(A, table, l - 1, nb).T, dz, gW)
+        gb[:] = 0.0
+        base = table[l, 4]
         for r in range(nb):
-            db = ao + r * OUT
             for o in range(OUT):
-                grad[bo + o] += D[db + o]
-            for k in range(IN):
-                if l == 0:
-                    xv = X[perm[start + r], k]
-                else:
-                    xv = A[table[l - 1, 4] + r * IN + k]
-                if xv != 0:
-                    w = wo + k * OUT
-                    for o in range(OUT):
-                        grad[w + o] += xv * D[db + o]
+                gb[o] += D[base + r * OUT + o]
         if l > 0:
-            po = table[l - 1, 4]
-            pcode = acts[l - 1]
+            IN = table[l, 0]
+            np.dot(dz, W.T, _block(D, table, l - 1, nb))
+            pbase = table[l - 1, 4]
             for r in range(nb):
-                db = ao + r * OUT
-                pb = po + r * IN
-                for k in range(IN):
-                    w = wo + k * OUT
-                    s = 0.0
-                    for o in range(OUT):
-                        s += D[db + o] * theta[w + o]
-                    D[pb + k] = s
-                _derivative_row(A, D, pb, IN, pcode)
+                _derivative_row(A, D, pbase + r * IN, IN, table[l - 1, 5])
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def all_finite(v, n):
-    for i in range(n):
-        if not np.isfinite(v[i]):
-            return False
-    return True
+def all_finite(v):
+    ok = True
+    for i in range(v.shape[0]):
+        ok &= np.isfinite(v[i])
+    return ok
 
 
 # --- optimizer update -----------------------------------------------------------------------
+# Each rule works on views of one parameter block (W or b of one layer) and reads its
+# constants from `hyper`, an array of the parameters' dtype, so float32 models update in float32
+# (as PyTorch does). A weight whose new value is not finite keeps its old value.
+@njit(fastmath=FASTMATH, cache=True)
+def _sgd(p, g, lr, decay):
+    ok = True
+    for i in range(p.shape[0]):
+        old = p[i]
+        new = old - lr * (g[i] + decay * old)
+        good = np.isfinite(new)
+        ok &= good
+        p[i] = new if good else old
+    return ok
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _momentum(p, g, buf, lr, decay, mom, nesterov):
+    ok = True
+    for i in range(p.shape[0]):
+        old = p[i]
+        gi = g[i] + decay * old
+        bi = mom * buf[i] + gi
+        buf[i] = bi
+        new = old - lr * (gi + mom * bi if nesterov else bi)
+        good = np.isfinite(new)
+        ok &= good
+        p[i] = new if good else old
+    return ok
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _adam(p, g, m1, m2, step, b1, b2, c1, c2, eps, bc2s, decay):
+    ok = True
+    for i in range(p.shape[0]):
+        old = p[i]
+        gi = g[i] + decay * old
+        m = b1 * m1[i] + c1 * gi
+        v = b2 * m2[i] + c2 * gi * gi
+        m1[i] = m
+        m2[i] = v
+        new = old - step * m / (np.sqrt(v) / bc2s + eps)
+        good = np.isfinite(new)
+        ok &= good
+        p[i] = new if good else old
+    return ok
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def update(theta, grad, s1, s2, table, opt, hyper, t):
-    """One optimizer step on the flat parameters; t (1,) int64 is the step counter.
+    """One optimizer step on the flat parameters (fastface.optim has the formulas).
 
+    hyper: N_HYPER values of theta's dtype (see fastface.optim.Optimizer.hyper; its last
+    slots are scratch for the bias corrections); t (1,) int64 is the step counter.
     Returns False when some weight's update was not finite (that weight is left unchanged).
     """
-    lr = hyper[0]
-    mom = hyper[1]
-    nesterov = hyper[2] != 0.0
-    b1 = hyper[3]
-    b2 = hyper[4]
-    eps = hyper[5]
-    wd = hyper[6]
     t[0] += 1
-    bc1 = 1.0 - b1 ** t[0]
-    bc2s = math.sqrt(1.0 - b2 ** t[0])
+    # Adam's bias corrections in float64, then stored (rounded) in hyper's dtype
+    hyper[H_STEP] = float(hyper[H_LR]) / (1.0 - float(hyper[H_BETA1]) ** t[0])
+    hyper[H_BC2S] = math.sqrt(1.0 - float(hyper[H_BETA2]) ** t[0])
+    lr = hyper[H_LR]
+    mom = hyper[H_MOMENTUM]
+    nesterov = hyper[H_NESTEROV] != 0
+    zero = lr - lr
     ok = True
-    L = table.shape[0]
-    for l in range(L):
+    for l in range(table.shape[0]):
         IN = table[l, 0]
         OUT = table[l, 1]
         for part in range(2):
-            if part == 0:
+            if part == 0:  # W, decayed
                 lo = table[l, 2]
                 hi = lo + IN * OUT
-                decay = wd
-            else:
+                decay = hyper[H_WD]
+            else:  # b, not decayed
                 lo = table[l, 3]
                 hi = lo + OUT
-                decay = 0.0
-            for i in range(lo, hi):
-                p = theta[i]
-                g = grad[i] + decay * p
-                if opt == 0:
-                    if mom != 0.0:
-                        buf = mom * s1[i] + g
-                        s1[i] = buf
-                        if nesterov:
-                            g = g + mom * buf
-                        else:
-                            g = buf
-                    pn = p - lr * g
-                else:
-                    m = b1 * s1[i] + (1.0 - b1) * g
-                    v = b2 * s2[i] + (1.0 - b2) * g * g
-                    s1[i] = m
-                    s2[i] = v
-                    pn = p - (lr / bc1) * m / (math.sqrt(v) / bc2s + eps)
-                if np.isfinite(pn):
-                    theta[i] = pn
-                else:
-                    ok = False
+                decay = zero
+            p = theta[lo:hi]
+            g = grad[lo:hi]
+            if opt == 1:
+                ok &= _adam(p, g, s1[lo:hi], s2[lo:hi], hyper[H_STEP], hyper[H_BETA1], hyper[H_BETA2],
+                            hyper[H_C1], hyper[H_C2], hyper[H_EPS], hyper[H_BC2S], decay)
+            elif mom != 0:
+                ok &= _momentum(p, g, s1[lo:hi], lr, decay, mom, nesterov)
+            else:
+                ok &= _sgd(p, g, lr, decay)
     return ok
 
 
 # --- one epoch ------------------------------------------------------------------------------
 @njit(fastmath=FASTMATH, cache=True)
-def train_epoch(X, Y, sw, perm, B, theta, grad, s1, s2, table, acts, loss, metric, opt, hyper, t, A, D, stats):
-    """Every mini-batch of one epoch: forward, loss, backward, update. See the module legend.
+def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, hyper, t, A, D, xb, stats):
+    """Every mini-batch of one epoch: gather, forward, loss, backward, update (module legend).
 
+    xb is a (B, IN_0) C-contiguous buffer; B = xb.shape[0] is the batch size.
     stats <- [sum of batch loss * nb, correct, counted, failed batch index or -1].
     Returns 0 on success, 1 when a batch's loss or gradient was not finite (no update made),
     2 when an update overflowed (the overflowing weights kept their value).
     """
     N = X.shape[0]
     L = table.shape[0]
+    B = xb.shape[0]
     OUT = table[L - 1, 1]
-    ao = table[L - 1, 4]
-    P = theta.shape[0]
     stats[0] = 0.0
     stats[1] = 0.0
     stats[2] = 0.0
@@ -431,13 +449,16 @@ def train_epoch(X, Y, sw, perm, B, theta, grad, s1, s2, table, acts, loss, metri
     batch = 0
     for start in range(0, N, B):
         nb = min(B, N - start)
-        _forward_rows(X, perm[start:], nb, theta, table, acts, A, B, True)
-        value = _output_loss(A, D, Y, sw, perm, start, nb, OUT, ao, acts[L - 1], loss, metric, stats)
+        xv = xb[:nb]
+        for r in range(nb):
+            xv[r, :] = X[perm[start + r], :]
+        _forward(xv, nb, theta, table, A, True)
+        value = _output_loss(A, D, Y, sw, perm, start, nb, OUT, table[L - 1, 4], table[L - 1, 5], loss, metric, stats)
         if not np.isfinite(value):
             stats[3] = batch
             return 1
-        _backward(X, perm, start, nb, theta, grad, table, acts, A, D)
-        if not all_finite(grad, P):
+        _backward(xv, nb, theta, grad, table, A, D)
+        if not all_finite(grad):
             stats[3] = batch
             return 1
         stats[0] += value * nb

@@ -283,13 +283,13 @@ class Sequential:
         return [self.input_dim] + [layer.units for layer in self.layers]
 
     def _table(self, B: int) -> np.ndarray:
-        """The (L, 5) layer table of fastface._fused for a batch capacity of B rows."""
+        """The (L, 6) layer table of fastface._fused for a batch capacity of B rows."""
         table = self._tables.get(B)
         if table is None:
-            table = np.zeros((len(self.layers), 5), dtype=np.int64)
+            table = np.zeros((len(self.layers), 6), dtype=np.int64)
             ao = 0
             for l, (fan_in, fan_out, wo, bo) in enumerate(self._rows):
-                table[l] = (fan_in, fan_out, wo, bo, ao)
+                table[l] = (fan_in, fan_out, wo, bo, ao, self._acts[l])
                 ao += B * fan_out
             self._tables[B] = table
         return table
@@ -674,30 +674,34 @@ class Sequential:
             and X.size == self.input_dim
             and (X.ndim == 1 or X.shape[0] == 1)
         ):
-            x = X.reshape(1, -1)
-            lo, hi = _fused.predict_one(x, self.theta, one[0], self._acts, one[1], one[2], one[3])
+            lo, hi = _fused.predict_one(X.reshape(1, -1), self.theta, one[0], one[1])
             if lo != lo:
                 raise ValueError("predict: X holds NaN or infinite values; remove or impute them first")
             if not self._warned_range and not self._range_ok(lo, hi):
                 self._warn_range(lo, hi)
-            return one[3].copy()
+            return one[2].copy()
         self._need_built("predict")
         Xr = self._as_inputs(X, "predict")
         self._check_range_once(Xr)
         if self._mean is None and self._one is None and Xr.shape[0] == 1:
             self._prepare_one()
-            return self.predict(Xr)
+            return self.predict(np.ascontiguousarray(Xr))
         return self._predict_arrays(self._normalize(Xr), batch_size)
 
     def _prepare_one(self):
+        """Workspace of the one-example path: table, A, and the view of A holding the output."""
         table = self._table(1)
-        self._one = (table, self._workspace(1), np.zeros(1, dtype=np.int64), np.zeros((1, self.layers[-1].units), self.dtype))
+        A = self._workspace(1)
+        last = table[-1]
+        self._one = (table, A, A[last[4] : last[4] + last[1]].reshape(1, last[1]))
 
     def _predict_arrays(self, Xt, batch_size=None):
         B = 256 if batch_size is None else int(batch_size)
         if self.uses_fused_path(B):
+            B = min(B, Xt.shape[0])
             out = np.empty((Xt.shape[0], self.layers[-1].units), dtype=self.dtype)
-            _fused.predict_into(np.ascontiguousarray(Xt), self.theta, self._table(B), self._acts, self._workspace(B), B, out)
+            xb = np.empty((B, self.input_dim), dtype=self.dtype)
+            _fused.predict_into(Xt, self.theta, self._table(B), self._workspace(B), xb, out)
             return out
         a = Xt
         for layer in self.layers:
@@ -835,6 +839,7 @@ class _EpochState:
         if fused:
             self.A = model._workspace(B)
             self.D = model._workspace(B)
+            self.xb = np.empty((B, X.shape[1]), dtype=X.dtype)
             self.loss_code = _fused.LOSS_CODES[model.loss]
             self.metric_code = _fused.METRIC_CODES[model._metric]
 
@@ -843,8 +848,8 @@ class _EpochState:
         opt = m.optimizer
         if self.fused:
             status = _fused.train_epoch(
-                self.X, self.Y, self.w, perm, self.B, m.theta, m._grad, opt.s1, opt.s2, self.table,
-                m._acts, self.loss_code, self.metric_code, opt.code, opt.hyper(), opt.t, self.A, self.D, self.stats,
+                self.X, self.Y, self.w, perm, m.theta, m._grad, opt.s1, opt.s2, self.table,
+                self.loss_code, self.metric_code, opt.code, opt.hyper(m.dtype), opt.t, self.A, self.D, self.xb, self.stats,
             )
             if status:
                 self._diverged(status, epoch, int(self.stats[3]), history)

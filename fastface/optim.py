@@ -61,11 +61,17 @@ class Optimizer:
         """Number of update steps taken so far."""
         return int(self.t[0])
 
-    def hyper(self) -> np.ndarray:
+    def hyper(self, dtype=np.float64) -> np.ndarray:
+        """The hyperparameters as the (N_HYPER,) array of `dtype` the compiled update reads."""
         h = np.zeros(_fused.N_HYPER, dtype=np.float64)
+        self._fill(h)
+        h[_fused.H_C1] = 1.0 - h[_fused.H_BETA1]
+        h[_fused.H_C2] = 1.0 - h[_fused.H_BETA2]
+        return h.astype(dtype)
+
+    def _fill(self, h) -> None:
         h[_fused.H_LR] = self.learning_rate
         h[_fused.H_WD] = self.weight_decay
-        return h
 
     def build(self, n_params: int, dtype) -> None:
         """Allocate (or keep, when already the right size) the state buffers (P,)."""
@@ -88,7 +94,7 @@ class Optimizer:
         Returns False when some update overflowed (those weights keep their old value).
         """
         self.build(theta.shape[0], theta.dtype)
-        return _fused.update(theta, grad, self.s1, self.s2, table, self.code, self.hyper(), self.t)
+        return _fused.update(theta, grad, self.s1, self.s2, table, self.code, self.hyper(theta.dtype), self.t)
 
     def get_config(self) -> dict:
         raise NotImplementedError
@@ -113,11 +119,10 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0; got momentum=0. Set momentum=0.9, say")
         self.nesterov = bool(nesterov)
 
-    def hyper(self):
-        h = super().hyper()
+    def _fill(self, h):
+        super()._fill(h)
         h[_fused.H_MOMENTUM] = self.momentum
         h[_fused.H_NESTEROV] = 1.0 if self.nesterov else 0.0
-        return h
 
     def get_config(self):
         return {
@@ -141,12 +146,11 @@ class Adam(Optimizer):
         self.beta_2 = _positive("beta_2", beta_2, allow_zero=True, upper=1.0)
         self.epsilon = _positive("epsilon", epsilon)
 
-    def hyper(self):
-        h = super().hyper()
+    def _fill(self, h):
+        super()._fill(h)
         h[_fused.H_BETA1] = self.beta_1
         h[_fused.H_BETA2] = self.beta_2
         h[_fused.H_EPS] = self.epsilon
-        return h
 
     def get_config(self):
         return {
