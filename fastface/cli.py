@@ -17,6 +17,7 @@ from .backends import BackendUnavailableError
 
 COMMAND_MODULES = (
     "fastface.commands.bench",
+    "fastface.commands.explain",
 )
 
 

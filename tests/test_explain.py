@@ -13,15 +13,22 @@ import fastface.explain as fx
 from fastface.activations import ACTIVATIONS, NAMES
 
 
-def make_model(sizes, activations, seed=0, dtype=np.float64):
-    """A plain stand-in with the model contract: layers[i].W (IN, OUT), .b (OUT,), .activation."""
+def make_model(sizes, activations, seed=0, dtype=np.float64, backend="numpy"):
+    """A real ff.Sequential with weights drawn large enough that every activation bends."""
     rng = np.random.default_rng(seed)
-    layers = []
-    for n_in, n_out, act in zip(sizes[:-1], sizes[1:], activations):
-        W = rng.normal(0.0, 1.5 / np.sqrt(n_in), (n_in, n_out)).astype(dtype)
-        b = rng.normal(0.0, 0.3, n_out).astype(dtype)
-        layers.append(types.SimpleNamespace(W=W, b=b, activation=act))
-    return types.SimpleNamespace(layers=layers, backend="numpy")
+    model = ff.Sequential([ff.Dense(n, a) for n, a in zip(sizes[1:], activations)],
+                          input_dim=sizes[0], dtype=np.dtype(dtype).name, backend=backend, seed=seed)
+    weights = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        weights += [rng.normal(0.0, 1.5 / np.sqrt(n_in), (n_in, n_out)), rng.normal(0.0, 0.3, n_out)]
+    model.set_weights(weights)
+    return model
+
+
+def stand_in(model):
+    """The bare contract (layers[i].W/.b/.activation) wrapped like a face task (.model)."""
+    layers = [types.SimpleNamespace(W=L.W.copy(), b=L.b.copy(), activation=L.activation) for L in model.layers]
+    return types.SimpleNamespace(model=types.SimpleNamespace(layers=layers))
 
 
 def forward(model, x, layer):
@@ -78,6 +85,30 @@ def test_saliency_batch_and_keepdims():
     assert fx.saliency(model, X, 2, unit=1).shape == (5, 13)
     np.testing.assert_array_equal(fx.saliency(model, X, -1), S)  # -1 is the output layer
     np.testing.assert_array_equal(fx.saliency(model, X, 2, abs=True), np.abs(S))
+
+
+def test_saliency_of_a_standardising_model_is_wrt_raw_pixels():
+    rng = np.random.default_rng(20)
+    X = rng.random((40, 12)) * np.linspace(0.5, 3.0, 12) + np.linspace(-1, 1, 12)
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    model = ff.Sequential([ff.Dense(6, "tanh"), ff.Dense(2, "softmax")], input_dim=12, dtype="float64",
+                          backend="numpy", seed=0, normalize="standard")
+    model.compile(loss="categorical_crossentropy", optimizer="adam", learning_rate=1e-2)
+    model.fit(X, y, epochs=3, batch_size=8, verbose=0)
+    x = X[3]
+    E = np.eye(12) * 1e-6
+    fd = ((model.forward_all(x + E)[2] - model.forward_all(x - E)[2]) / 2e-6).T
+    assert rel_err(fx.saliency(model, x, 2), fd) <= 1e-6
+    A, gap = fx.integrated_gradients(model, x, 2, unit=1, return_gap=True)
+    a = model.predict(np.stack([x, np.zeros(12)]))[:, 1]
+    assert A.sum() == pytest.approx(a[0] - a[1], rel=1e-2) and gap < 0.01
+
+
+def test_face_task_objects_and_bare_layers_work_too():
+    model = make_model([10, 5, 3], ["relu", "sigmoid"])
+    x = np.random.default_rng(21).normal(size=10)
+    np.testing.assert_allclose(fx.saliency(stand_in(model), x, 2), fx.saliency(model, x, 2), rtol=1e-13)
+    np.testing.assert_allclose(fx.unit_images(stand_in(model), 2, (2, 5)), fx.unit_images(model, 2, (2, 5)))
 
 
 def test_saliency_chunks_large_batches(monkeypatch):
@@ -155,7 +186,7 @@ def test_unit_images_shape_from_meta_or_square():
     model = make_model([12, 3], ["sigmoid"])
     with pytest.raises(ValueError, match="shape"):
         fx.unit_images(model, 1)
-    model.meta = {"image_shape": [2, 6]}
+    model.meta["image_shape"] = [2, 6]
     assert fx.unit_images(model, 1).shape == (3, 2, 6)
     with pytest.raises(ValueError, match="H \\* W = 12"):
         fx.unit_images(model, 1, (5, 5))
@@ -300,3 +331,6 @@ def test_bad_inputs_say_what_was_expected():
     empty = types.SimpleNamespace(layers=[])
     with pytest.raises(ValueError, match="no layers"):
         fx.saliency(empty, x, 1)
+    unbuilt = ff.Sequential([ff.Dense(3, "relu")])
+    with pytest.raises(ValueError, match="no weights yet"):
+        fx.saliency(unbuilt, x, 1)

@@ -9,6 +9,10 @@ Dimensions:
 A "model" is anything with ``layers[i].W (IN_i, OUT_i)``, ``layers[i].b (OUT_i,)`` and
 ``layers[i].activation`` (fastface.model.Sequential, or a face task object holding one in
 ``.model``); ``model.backend`` is used when present, ``model.meta`` for the image shape.
+
+Explanations are taken with respect to the *raw* input a user passes to ``model.predict``:
+when the model standardises its inputs (``normalize="standard"``: x_net = (x - mean) / std,
+per feature), the forward pass applies it and the chain rule divides by std.
 """
 
 from __future__ import annotations
@@ -40,11 +44,18 @@ class Network:
     dtype must change), so explanations always see the current weights.
     """
 
-    __slots__ = ("Ws", "bs", "acts", "dtype", "backend", "model")
+    __slots__ = ("Ws", "bs", "acts", "dtype", "backend", "model", "mean", "std")
 
-    def __init__(self, Ws, bs, acts, dtype, backend, model):
+    def __init__(self, Ws, bs, acts, dtype, backend, model, mean=None, std=None):
         self.Ws, self.bs, self.acts = Ws, bs, acts
         self.dtype, self.backend, self.model = dtype, backend, model
+        self.mean, self.std = mean, std  # (IN,) input standardisation, or None
+
+    def normalize(self, x):
+        """Raw x (B, IN) -> the first layer's input (B, IN) (the model's standardisation)."""
+        if self.mean is None:
+            return x
+        return ((x - self.mean) / self.std).astype(self.dtype, copy=False)
 
     @property
     def depth(self) -> int:
@@ -108,7 +119,22 @@ def network(model, where: str) -> Network:
     backend = getattr(seq, "backend", None)
     if not (backend is None or isinstance(backend, str)):
         backend = None
-    return Network(Ws, bs, acts, np.dtype(dtype), backend, seq)
+    # The model's input standardisation: public names first, then fastface.model's attributes.
+    mean = getattr(seq, "input_mean", None)
+    std = getattr(seq, "input_std", None)
+    if mean is None:
+        mean, std = getattr(seq, "_mean", None), getattr(seq, "_std", None)
+    if mean is not None and std is not None:
+        mean = np.asarray(mean, dtype=dtype).reshape(-1)
+        std = np.asarray(std, dtype=dtype).reshape(-1)
+        if mean.shape != (Ws[0].shape[0],) or std.shape != mean.shape:
+            raise ValueError(
+                f"{where}: the model's input standardisation has {mean.shape} means and "
+                f"{std.shape} stds for {Ws[0].shape[0]} inputs"
+            )
+    else:
+        mean = std = None
+    return Network(Ws, bs, acts, np.dtype(dtype), backend, seq, mean, std)
 
 
 def resolve_backend(net: Network, backend):

@@ -34,8 +34,11 @@ CHUNK_ELEMENTS = 1 << 23
 
 
 def _forward(net, x, upto: int, backend):
-    """[x, a_1, ..., a_upto]; x (B, IN) -> a_k (B, n_k), through fastface.ops.dense_forward."""
-    acts = [x]
+    """[x_net, a_1, ..., a_upto]; raw x (B, IN) -> a_k (B, n_k), through fastface.ops.dense_forward.
+
+    x_net is what the first layer sees (x itself, or x standardised by the model).
+    """
+    acts = [net.normalize(x)]
     for k in range(upto):
         acts.append(ops.dense_forward(acts[-1], net.Ws[k], net.bs[k], net.acts[k], backend=backend))
     return acts
@@ -80,6 +83,8 @@ def _jacobian(net, acts, layer: int, units: np.ndarray, backend) -> np.ndarray:
     for k in range(layer - 1, 0, -1):
         dz = DERIVATIVES[net.acts[k - 1]](np.repeat(acts[k], U, axis=0), G)
         G = ops.matmul(dz, net.Ws[k - 1].T, backend=backend)
+    if net.std is not None:  # x_net = (x - mean) / std  =>  d/dx = d/dx_net / std
+        G = G / net.std
     return G.reshape(B, U, -1)
 
 
