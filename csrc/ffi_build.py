@@ -6,7 +6,8 @@ read from csrc/fastface.h (the region between FF_CDEF_BEGIN and FF_CDEF_END), so
 declaration is written once, in the header, and cannot drift.
 
 For a development build without pip:   python csrc/ffi_build.py
-(compiles fastface/_cfastface.*.so next to the package sources).
+(compiles in build/ffi_dev/ and moves the extension into fastface/, replacing any older
+build of it there; ``pip install -e .`` does the same through setuptools).
 
 Compiler flags, and why not -march=native by default:
   -O3 only, plus the platform's defaults. The AVX2/FMA and AVX-512 micro-kernels are compiled
@@ -51,9 +52,10 @@ def read_cdef(path: str = HEADER) -> str:
 
 
 def _rel(path: str) -> str:
-    """Paths relative to the working directory when below it (setuptools prefers that)."""
+    """Relative to the working directory when below it (setuptools prefers that); absolute
+    for the development build, where cffi compiles from inside its temporary directory."""
     rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
+    return path if rel.startswith("..") or __name__ == "__main__" else rel
 
 
 def compile_args() -> list:
@@ -77,6 +79,20 @@ ffibuilder.set_source(
     libraries=[] if sys.platform == "win32" else ["m"],
 )
 
+def _develop() -> str:
+    """Compile into build/ffi_dev and move the extension into fastface/; return its path."""
+    import glob
+    import shutil
+
+    root = os.path.dirname(HERE)
+    built = ffibuilder.compile(tmpdir=os.path.join(root, "build", "ffi_dev"), verbose=True)
+    package = os.path.join(root, "fastface")
+    for old in glob.glob(os.path.join(package, "_cfastface.*")):  # stale builds would shadow it
+        os.remove(old)
+    target = os.path.join(package, os.path.basename(built))
+    shutil.move(built, target)
+    return target
+
+
 if __name__ == "__main__":
-    # Development build: the extension lands in fastface/ next to the Python sources.
-    ffibuilder.compile(tmpdir=os.path.dirname(HERE), verbose=True)
+    print(_develop())

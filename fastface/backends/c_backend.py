@@ -183,7 +183,7 @@ def _vec(arr: np.ndarray):
 
 
 def _out(shape, dtype):
-    arr = np.empty(shape, dtype=dtype)
+    arr = np.empty(shape, dtype=np.dtype(dtype).newbyteorder("="))
     return arr, ffi.from_buffer(_BUFTYPES[arr.dtype], arr, require_writable=True)
 
 
