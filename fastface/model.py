@@ -220,6 +220,7 @@ class Sequential:
         self._warned_range = False
         self.input_dim = None
         self.theta = None
+        self._one = None
         self.loss = None
         self.optimizer = None
         self.fused = "auto"
