@@ -1,8 +1,8 @@
 """The bridges against their hosts' own layers, on the course net.
 
 Course net: 400-25-15-1, sigmoid hidden units, binary cross-entropy, plain SGD, batch 32,
-n = 1000 examples (synthetic, seeded: X uniform in [0, 1), labels from a fixed random
-teacher), float32, CPU.
+n = 1000 examples (synthetic, seeded: X uniform in [-1, 1), labels from a fixed random
+linear teacher, balanced), float32, CPU.
 
 1. Inside PyTorch: the net built from ``fastface.torch.Dense`` layers vs the same net from
    ``torch.nn.Linear`` + ``torch.nn.Sigmoid``, same start, same data, same optimizer
@@ -41,11 +41,11 @@ N, BATCH, LR = 1000, 32, 0.5
 
 
 def course_data(n=N, dtype=np.float32, seed=0):
-    """X (n, 400) uniform [0, 1), y (n,) in {0, 1} from a fixed random linear teacher."""
+    """X (n, 400) uniform [-1, 1), y (n,) in {0, 1} from a fixed random linear teacher."""
     rng = np.random.default_rng(seed)
-    X = rng.random((n, SIZES[0])).astype(dtype)
+    X = rng.uniform(-1.0, 1.0, (n, SIZES[0])).astype(dtype)
     teacher = rng.standard_normal(SIZES[0])
-    score = (X - 0.5) @ teacher
+    score = X @ teacher
     y = (score > np.median(score)).astype(dtype)
     return X, y
 

@@ -56,8 +56,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from . import ops, optim
@@ -85,6 +84,7 @@ ACTIVATION_NAMES = {
     "sigmoid": "sigmoid",
 }
 SOLVERS = ("sgd", "adam")
+_CLASSIFICATION_TARGETS = ("binary", "multiclass", "multilabel-indicator")
 LEARNING_RATES = ("constant", "adaptive")
 
 # check name -> reason; used by tests/test_sklearn_bridge.py (parametrize_with_checks).
@@ -447,44 +447,59 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _encode_targets(self, y, fresh, classes):
-        check_classification_targets(y)
-        first = fresh or not hasattr(self, "_label_binarizer")
-        if first:
-            multilabel = type_of_target(y).startswith("multilabel")
-            lb = LabelBinarizer().fit(y if (classes is None or multilabel) else classes)
-            if lb.y_type_ != "multilabel-indicator" and len(lb.classes_) < 2:
-                raise ValueError(
-                    f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
-                    f"({lb.classes_[0]!r}). Give examples of every class"
-                )
-            self._label_binarizer = lb
-            self.classes_ = lb.classes_
+        # type_of_target once (it is the slow part of scikit-learn's label helpers)
+        y_type = type_of_target(y, input_name="y")
+        if y_type not in _CLASSIFICATION_TARGETS:
+            raise ValueError(
+                f"Unknown label type: {y_type}. Maybe you are trying to fit a classifier, which "
+                "expects discrete classes on a regression target with continuous values. "
+                "Use MLPRegressor for continuous targets"
+            )
+        y = np.asarray(y)
+        multilabel = y_type == "multilabel-indicator"
+        if fresh or not hasattr(self, "_multilabel"):
+            if multilabel:
+                self.classes_ = np.arange(y.shape[1])
+            else:
+                self.classes_ = np.unique(y if classes is None else np.asarray(classes))
+                if len(self.classes_) < 2:
+                    raise ValueError(
+                        f"{type(self).__name__} needs at least 2 classes in y; got 1 class "
+                        f"({self.classes_[0]!r}). Give examples of every class"
+                    )
+            self._multilabel = multilabel
         else:
-            lb = self._label_binarizer
+            if multilabel != self._multilabel:
+                raise ValueError(
+                    f"y is {'multilabel' if multilabel else 'single-label'} but the estimator was "
+                    f"first fitted on {'multilabel' if self._multilabel else 'single-label'} targets; "
+                    "fit again with warm_start=False"
+                )
             if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(
                     f"classes={np.unique(classes)!r} differs from the classes of the first call "
                     f"{self.classes_!r}; pass the same classes every time"
                 )
-            seen = unique_labels(y)
-            if lb.y_type_ != "multilabel-indicator" and not np.isin(seen, self.classes_).all():
-                raise ValueError(
-                    f"y holds labels {sorted(set(seen.tolist()) - set(self.classes_.tolist()))} "
-                    f"that are not in classes_ {self.classes_.tolist()}; give every label in "
-                    "the first call's classes (or refit with warm_start=False)"
-                )
-        self._multilabel = lb.y_type_ == "multilabel-indicator"
-        if self._multilabel:
-            self._n_outputs = int(np.asarray(y).shape[1])
+            if not multilabel:
+                seen = np.unique(y)
+                unknown = seen[~np.isin(seen, self.classes_)]
+                if unknown.size:
+                    raise ValueError(
+                        f"y holds labels {unknown.tolist()} that are not in classes_ "
+                        f"{self.classes_.tolist()}; give every label in the first call's classes "
+                        "(or refit with warm_start=False)"
+                    )
+        if multilabel:
+            self._n_outputs = int(y.shape[1])
             self._out_activation, self._loss = "sigmoid", "binary_crossentropy"
-            return np.asarray(y, dtype=np.float64)
+            return y.astype(np.float64)
         if len(self.classes_) == 2:
             self._n_outputs = 1
             self._out_activation, self._loss = "sigmoid", "binary_crossentropy"
-            return (np.asarray(y).ravel() == self.classes_[1]).astype(np.float64)
+            return (y.ravel() == self.classes_[1]).astype(np.float64)
         self._n_outputs = len(self.classes_)
         self._out_activation, self._loss = "softmax", "categorical_crossentropy"
-        return np.searchsorted(self.classes_, np.asarray(y).ravel())
+        return np.searchsorted(self.classes_, y.ravel())
 
     def _validate_xy(self, X, y, reset):
         X, y = super()._validate_xy(X, y, reset)
