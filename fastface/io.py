@@ -126,9 +126,10 @@ def load_npz(path, expected_format: str, *, max_version: int | None = None):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise _Foreign()
+        with data:
             names = list(data.files)
             if META_KEY not in names:
                 raise _Foreign()
