@@ -27,3 +27,18 @@ TILE_K = 256
 CUDA_TILE = 16
 # Threads per block of the 1-D elementwise and reduction kernels.
 CUDA_THREADS = 128
+
+# --- Numba kernels (fastface/backends/numba_backend.py) ---------------------------------------
+# Read at every call (never compiled in), so tests may shrink them to reach the edge cases.
+# Problems of at most NUMBA_SERIAL_FLOPS multiply-adds (N*IN*OUT, M*K*P) run serially on the
+# unpacked micro-kernel (no thread start-up, no packing); larger ones pack panels and prange.
+NUMBA_SERIAL_FLOPS = 1 << 22
+# sigmoid(z) runs in parallel above this many elements.
+NUMBA_PARALLEL_ELEMENTS = 1 << 16
+# Cache blocks of the packed GEMM: rows of A per packed block (L2), depth (the B micro-panel
+# kc x NR stays in L1), columns of B per packed block (L2/L3). Rounded to the register tile.
+NUMBA_MC = 192
+NUMBA_KC = 256
+NUMBA_NC = 1024
+# "blocked" (default) or "naive": the plain-loop reference kernels, as a fallback.
+NUMBA_KERNEL = "blocked"

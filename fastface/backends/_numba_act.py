@@ -1,0 +1,183 @@
+"""Row-wise activation epilogues and their derivatives for the numba backend.
+
+Dimensions:
+    N     rows (examples); a row slice r0:r1 is what one thread owns
+    P     columns of the row (OUT units of a layer)
+
+    _bias_act_rows(C, b, act, r0, r1)          C[r0:r1] = act(C[r0:r1] + b)      in place
+    _dz_rows(a, da, dz, act, r0, r1, db)       dz[r0:r1] = act'(a) * da,  db += sum of those rows
+
+Activations travel as small integer codes (``CODES``), one kernel for all of them; the codes are
+the only place an activation name meets compiled code. Formulas follow
+:mod:`fastface.activations` exactly: sigmoid never evaluates exp of a positive number,
+softmax subtracts the row maximum, relu lets NaN through like ``np.maximum``; derivatives are
+computed from the forward output ``a``. Constants are built in the array's own dtype so
+float32 stays float32 (no silent float64 arithmetic), and the fastmath set keeps NaN and inf
+meaningful (no ``nnan``/``ninf``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..activations import NAMES
+
+__all__ = ["FASTMATH", "CODES", "NONE", "_bias_act_rows", "_dz_rows", "_dz_serial", "_dz_parallel",
+           "_sigmoid_serial", "_sigmoid_parallel"]
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+# activation name -> code; NONE: no bias, no activation (plain matmul)
+CODES = {name: i for i, name in enumerate(NAMES)}
+NONE = -1
+LINEAR = CODES["linear"]
+SIGMOID = CODES["sigmoid"]
+RELU = CODES["relu"]
+TANH = CODES["tanh"]
+SOFTMAX = CODES["softmax"]
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _sigmoid1(z, one):
+    """Overflow-safe logistic of one scalar: exp(-|z|) never overflows."""
+    e = math.exp(-abs(z))
+    r = one / (one + e)
+    return r if z >= 0 else e * r
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _relu1(z, zero):
+    """max(z, 0) with NaN propagating as np.maximum does."""
+    return z if (z > zero or z != z) else zero
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _sigmoid_rows(z, out, r0, r1):
+    """out[r0:r1] = sigmoid(z[r0:r1]); z (M, P) any strides, out (M, P)."""
+    one = out.dtype.type(1)
+    P = z.shape[1]
+    for i in range(r0, r1):
+        for j in range(P):
+            out[i, j] = _sigmoid1(z[i, j], one)
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _softmax_row(row):
+    """In place row softmax, max subtracted; a NaN anywhere makes the row NaN (as NumPy)."""
+    P = row.shape[0]
+    m = row[0]
+    for j in range(1, P):
+        v = row[j]
+        if v > m or v != v:
+            m = v
+            if v != v:
+                break
+    s = row.dtype.type(0)
+    for j in range(P):
+        e = math.exp(row[j] - m)
+        row[j] = e
+        s += e
+    inv = row.dtype.type(1) / s
+    for j in range(P):
+        row[j] = row[j] * inv
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _bias_act_rows(C, b, act, r0, r1):
+    """C[r0:r1] = act(C[r0:r1] + b) in place; C (M, P), b (P,) or (0,) for no bias."""
+    P = C.shape[1]
+    one = C.dtype.type(1)
+    zero = C.dtype.type(0)
+    has_bias = b.shape[0] > 0
+    for i in range(r0, r1):
+        row = C[i]
+        if has_bias:
+            for j in range(P):
+                row[j] += b[j]
+        if act == SIGMOID:
+            for j in range(P):
+                row[j] = _sigmoid1(row[j], one)
+        elif act == RELU:
+            for j in range(P):
+                row[j] = _relu1(row[j], zero)
+        elif act == TANH:
+            for j in range(P):
+                row[j] = math.tanh(row[j])
+        elif act == SOFTMAX:
+            _softmax_row(row)
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _dz_rows(a, da, dz, act, r0, r1, db):
+    """dz[r0:r1] = act'(a) * da from the forward output a; db (P,) += column sums of those rows.
+
+    a, da (N, P) any strides; dz (N, P); db (P,) a per-thread partial owned by the caller.
+    """
+    P = a.shape[1]
+    one = dz.dtype.type(1)
+    zero = dz.dtype.type(0)
+    for i in range(r0, r1):
+        if act == SIGMOID:
+            for j in range(P):
+                aij = a[i, j]
+                dz[i, j] = da[i, j] * aij * (one - aij)
+        elif act == RELU:
+            for j in range(P):
+                dz[i, j] = da[i, j] if a[i, j] > zero else zero
+        elif act == TANH:
+            for j in range(P):
+                aij = a[i, j]
+                dz[i, j] = da[i, j] * (one - aij * aij)
+        elif act == SOFTMAX:
+            s = zero
+            for j in range(P):
+                s += a[i, j] * da[i, j]
+            for j in range(P):
+                dz[i, j] = a[i, j] * (da[i, j] - s)
+        else:
+            for j in range(P):
+                dz[i, j] = da[i, j]
+        for j in range(P):
+            db[j] += dz[i, j]
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _dz_serial(a, da, dz, db, act, threads):
+    """dz (N, OUT) = act'(a) * da and db (OUT,) = sum_n dz, one thread (threads ignored)."""
+    db[:] = 0
+    _dz_rows(a, da, dz, act, 0, a.shape[0], db)
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+def _dz_parallel(a, da, dz, db, act, threads):
+    """dz (N, OUT) = act'(a) * da, prange over row chunks; db (OUT,) summed from per-chunk
+    partials (each chunk owns one row of `part`), then reduced serially: no racy +=."""
+    N, OUT = a.shape
+    chunks = max(1, min(N, threads))
+    step = (N + chunks - 1) // chunks
+    part = np.zeros((chunks, OUT), dtype=dz.dtype)
+    for t in prange(chunks):
+        _dz_rows(a, da, dz, act, t * step, min(N, (t + 1) * step), part[t])
+    db[:] = 0
+    for t in range(chunks):
+        for j in range(OUT):
+            db[j] += part[t, j]
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _sigmoid_serial(z, out, threads):
+    """out (M, P) = sigmoid(z (M, P)), one thread (threads ignored)."""
+    _sigmoid_rows(z, out, 0, z.shape[0])
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+def _sigmoid_parallel(z, out, threads):
+    """out (M, P) = sigmoid(z (M, P)), prange over row chunks (each writes its own rows)."""
+    M = z.shape[0]
+    chunks = max(1, min(M, 4 * threads))
+    step = (M + chunks - 1) // chunks
+    for t in prange(chunks):
+        _sigmoid_rows(z, out, t * step, min(M, (t + 1) * step))

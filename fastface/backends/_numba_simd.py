@@ -1,0 +1,197 @@
+"""Register-blocked GEMM micro-kernel for the numba backend, written as a Numba intrinsic.
+
+Dimensions (one call computes one MR x NR tile of C):
+    kc      depth of the update (the K extent of this block)
+    MR      rows of the tile   (compile-time constant of the kernel)
+    NV      vectors per tile row; NR = NV * L columns, L = VEC_BYTES // itemsize lanes
+    m, n    valid rows / columns of the tile (m <= MR, n <= NR), the edges of C
+
+    C[i, j] (+)= sum_k A[i, k] * B[k, j]      for i < m, j < n
+
+Element (i, k) of A is read at ``A.data + a_off + i*a_rs + k*a_cs`` (any strides, so a packed
+panel or a transposed view both work); row k of B at ``B.data + b_off + k*b_rs`` with unit
+column stride; row i of C at ``C.data + c_off + i*c_rs`` with unit column stride. Offsets and
+strides count elements, not bytes.
+
+Why an intrinsic: Numba's auto-vectoriser follows LLVM's "prefer 256-bit" tuning on AVX-512
+machines and cannot keep an MR x NR accumulator block in registers when NR is a runtime loop.
+Here the accumulators are MR*NV SSA vector values (``<L x float>`` phis) updated with
+``llvm.fma`` in a loop over k, so LLVM allocates them to registers: the shape of a BLIS
+micro-kernel (NV vector loads of B and MR broadcasts of A feed MR*NV FMAs per k). Edges use
+``llvm.masked.load``/``llvm.masked.store`` on the columns (no read or write past column n) and
+clamp the row index of A to the last valid row (rows >= m are computed from valid memory and
+never stored). NaN and inf propagate exactly as in a plain loop: nothing is skipped.
+
+The vector width comes from the host CPU as Numba sees it (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES
+respected): 64 bytes with AVX-512F, 32 with AVX, otherwise 16. Numba's on-disk cache is keyed
+by CPU name and features, so a cached kernel is never reused on a different vector width.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+import numba
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes"]
+
+
+def _host_vector_bytes() -> int:
+    """Widest SIMD register (bytes) of the CPU Numba compiles for."""
+    if numba.config.CPU_FEATURES:
+        flags = {f[1:] for f in numba.config.CPU_FEATURES.split(",") if f.startswith("+")}
+    elif numba.config.CPU_NAME:  # e.g. 'generic' for portable caches: assume the baseline
+        flags = set()
+    else:
+        flags = {name for name, on in llvm.get_host_cpu_features().items() if on}
+    if "avx512f" in flags:
+        return 64
+    if "avx" in flags and "fma" in flags:
+        return 32
+    return 16
+
+
+VEC_BYTES = _host_vector_bytes()
+
+# (MR, NV) register tiles per vector width. WIDE feeds the packed (large) path: MR*NV
+# accumulators + NV loads of B + 1 broadcast stay within the register file (32 zmm with
+# AVX-512, 16 ymm/xmm otherwise). NARROW (fewer columns, more rows) wastes fewer lanes on
+# thin layers such as OUT = 25 in the unpacked small path.
+_TILES = {64: ((6, 4), (12, 2)), 32: ((6, 2), (4, 2)), 16: ((4, 2), (4, 2))}
+WIDE, NARROW = _TILES[VEC_BYTES]
+
+
+def lanes(itemsize: int) -> int:
+    """Vector lanes L for an element of `itemsize` bytes."""
+    return VEC_BYTES // itemsize
+
+
+def make_microkernel(MR: int, NV: int):
+    """An intrinsic ``mk(kc, A, a_off, a_rs, a_cs, B, b_off, b_rs, C, c_off, c_rs, m, n, accumulate)``.
+
+    Computes the (m, n) tile C = A @ B (accumulate=False) or C += A @ B (accumulate=True),
+    A (m, kc), B (kc, n) as described in the module docstring; n <= NV * L, m <= MR, m >= 1.
+    """
+
+    @intrinsic
+    def mk(typingctx, kc, A, a_off, a_rs, a_cs, B, b_off, b_rs, C, c_off, c_rs, m, n, accumulate):
+        for arr in (A, B, C):
+            if not isinstance(arr, types.Array) or arr.dtype not in (types.float32, types.float64):
+                return None
+        if not (A.dtype == B.dtype == C.dtype):
+            return None
+        sig = types.void(kc, A, a_off, a_rs, a_cs, B, b_off, b_rs, C, c_off, c_rs, m, n, accumulate)
+
+        def codegen(context, builder, sig, args):
+            I = ir.IntType(64)
+            i32 = ir.IntType(32)
+            ints = []
+            for pos in (0, 2, 3, 4, 6, 7, 9, 10, 11, 12):
+                ints.append(context.cast(builder, args[pos], sig.args[pos], types.int64))
+            kc, a_off, a_rs, a_cs, b_off, b_rs, c_off, c_rs, m, n = ints
+            acc_flag = context.cast(builder, args[13], sig.args[13], types.boolean)
+
+            T = context.get_value_type(sig.args[8].dtype)
+            isz = context.get_abi_sizeof(T)
+            L = VEC_BYTES // isz
+            V = ir.VectorType(T, L)
+            Mask = ir.VectorType(ir.IntType(1), L)
+            pT = T.as_pointer()
+            mod = builder.module
+            sfx = f"v{L}f{isz * 8}"
+            vfma = cgutils.get_or_insert_function(mod, ir.FunctionType(V, [V, V, V]), f"llvm.fma.{sfx}")
+            mload = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(V, [pT, i32, Mask, V]), f"llvm.masked.load.{sfx}.p0"
+            )
+            mstore = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(ir.VoidType(), [V, pT, i32, Mask]), f"llvm.masked.store.{sfx}.p0"
+            )
+
+            def data(pos):
+                return context.make_array(sig.args[pos])(context, builder, args[pos]).data
+
+            abase = builder.gep(data(1), [a_off])
+            bbase = builder.gep(data(5), [b_off])
+            cbase = builder.gep(data(8), [c_off])
+            align = ir.Constant(i32, isz)
+            zero = ir.Constant(V, [ir.Constant(T, 0.0)] * L)
+            splat0 = ir.Constant(ir.VectorType(i32, L), [0] * L)
+
+            def splat(value, vty):
+                v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(i32, 0))
+                return builder.shuffle_vector(v, v, splat0)
+
+            # column masks: lane j of vector v is live when v*L + j < n
+            IV = ir.VectorType(I, L)
+            masks = []
+            for v in range(NV):
+                lane_ids = ir.Constant(IV, [ir.Constant(I, v * L + j) for j in range(L)])
+                masks.append(builder.icmp_signed("<", lane_ids, splat(n, IV)))
+            # row pointers of A, rows >= m clamped to row m - 1 (always valid memory)
+            last = builder.sub(m, ir.Constant(I, 1))
+            arows = []
+            for i in range(MR):
+                ii = ir.Constant(I, i)
+                r = builder.select(builder.icmp_signed("<", ii, m), ii, last)
+                arows.append(builder.gep(abase, [builder.mul(r, a_rs)]))
+
+            entry = builder.basic_block
+            loop = builder.append_basic_block("mk.loop")
+            done = builder.append_basic_block("mk.done")
+            builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(I, 0)), loop, done)
+
+            builder.position_at_end(loop)
+            k = builder.phi(I)
+            k.add_incoming(ir.Constant(I, 0), entry)
+            acc = [[builder.phi(V) for _ in range(NV)] for _ in range(MR)]
+            for row in acc:
+                for p in row:
+                    p.add_incoming(zero, entry)
+            brow = builder.gep(bbase, [builder.mul(k, b_rs)])
+            bvec = [
+                builder.call(mload, [builder.gep(brow, [ir.Constant(I, v * L)]), align, masks[v], zero])
+                for v in range(NV)
+            ]
+            kcs = builder.mul(k, a_cs)
+            new = []
+            for i in range(MR):
+                av = splat(builder.load(builder.gep(arows[i], [kcs])), V)
+                new.append([builder.call(vfma, [av, bvec[v], acc[i][v]]) for v in range(NV)])
+            k1 = builder.add(k, ir.Constant(I, 1))
+            tail = builder.basic_block
+            k.add_incoming(k1, tail)
+            for i in range(MR):
+                for v in range(NV):
+                    acc[i][v].add_incoming(new[i][v], tail)
+            builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
+
+            builder.position_at_end(done)
+            fin = []  # every phi first: they must open the block
+            for i in range(MR):
+                row = []
+                for v in range(NV):
+                    p = builder.phi(V)
+                    p.add_incoming(zero, entry)
+                    p.add_incoming(new[i][v], tail)
+                    row.append(p)
+                fin.append(row)
+            for i in range(MR):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(I, i), m)):
+                    crow = builder.gep(cbase, [builder.mul(ir.Constant(I, i), c_rs)])
+                    ptrs = [builder.gep(crow, [ir.Constant(I, v * L)]) for v in range(NV)]
+                    with builder.if_else(acc_flag) as (then, otherwise):
+                        with then:
+                            for v in range(NV):
+                                old = builder.call(mload, [ptrs[v], align, masks[v], zero])
+                                builder.call(mstore, [builder.fadd(old, fin[i][v]), ptrs[v], align, masks[v]])
+                        with otherwise:
+                            for v in range(NV):
+                                builder.call(mstore, [fin[i][v], ptrs[v], align, masks[v]])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return mk
