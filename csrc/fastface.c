@@ -179,8 +179,9 @@ static void *ff_alloc_aligned(size_t bytes, void **base)
 static int64_t ff_round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 static int64_t ff_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Block size: the request (or the default), rounded down to a multiple of the tile and
- * no larger than the problem needs. */
+/* Block size: the request (or the default), rounded down to a multiple of the tile, then
+ * evened out so that `size` splits into equal blocks (no thin remainder block, which would
+ * cost a full repacking for little work); never larger than the problem needs. */
 static int64_t ff_block(int64_t request, int64_t deflt, int64_t tile, int64_t size)
 {
     int64_t v = request > 0 ? request : deflt;
@@ -189,21 +190,34 @@ static int64_t ff_block(int64_t request, int64_t deflt, int64_t tile, int64_t si
     v = v / tile * tile;
     if (v < tile)
         v = tile;
-    return ff_min64(v, ff_round_up(size, tile));
+    if (size <= v)
+        return ff_round_up(size, tile);
+    int64_t blocks = (size + v - 1) / v;
+    return ff_min64(v, ff_round_up((size + blocks - 1) / blocks, tile));
 }
+
+#if defined(__GNUC__)
+#define FF_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#else
+#define FF_PREFETCH_W(p) ((void)0)
+#endif
 
 /* ---- micro-kernels --------------------------------------------------------------------
  * ukr(kc, Ap, Bp, C, ldc, accumulate): C (MR, NR) = [C +] Ap (MR x kc, column by column)
  * @ Bp (kc x NR, row by row). One source for every SIMD flavour: VT c[MR][NV] are the
- * accumulators (NV vectors of VL lanes per row), fully unrolled into registers. */
+ * accumulators (NV vectors of VL lanes per row), fully unrolled into registers. The C tile
+ * is prefetched first so that its lines arrive while the loop runs. */
 #define FF_DEFINE_UKR(NAME, TARGET, T, VT, VL, MR, NV, ZERO, LOADU, STOREU, SET1, FMA, ADD) \
     TARGET static void NAME(int64_t kc, const T *FF_RESTRICT Ap, const T *FF_RESTRICT Bp,  \
                             T *FF_RESTRICT C, int64_t ldc, int accumulate)                 \
     {                                                                                      \
         VT c[MR][NV];                                                                      \
-        for (int i = 0; i < MR; i++)                                                       \
+        for (int i = 0; i < MR; i++) {                                                     \
+            FF_PREFETCH_W(C + i * ldc);                                                    \
+            FF_PREFETCH_W(C + i * ldc + NV * VL - 1);                                      \
             for (int v = 0; v < NV; v++)                                                   \
                 c[i][v] = ZERO();                                                          \
+        }                                                                                  \
         for (int64_t p = 0; p < kc; p++) {                                                 \
             VT b[NV];                                                                      \
             for (int v = 0; v < NV; v++)                                                   \
