@@ -78,11 +78,12 @@ def load_any_model(path):
     try:
         return load_model(path)
     except ValueError as first:
-        try:
+        try:  # a face task's file (PersonClassifier, Identifier, ...) holds a model too
             from .. import faces
+
+            loader = getattr(faces, "load", None) or getattr(faces, "load_model", None)
         except ImportError:
-            raise first from None
-        loader = getattr(faces, "load", None) or getattr(faces, "load_model", None)
+            loader = None
         if loader is None:
             raise first from None
         try:

@@ -70,7 +70,8 @@ def demo_pictures(model, image, shape, out_dir, *, max_units=32, saliency_units=
                 os.path.join(out_dir, f"saliency_layer{layer}.png"),
                 titles=[f"unit {u}: a={a[u]:.2f}" for u in units],
                 overlay=x.reshape(H, W),
-                alpha=0.65,
+                alpha=0.8,
+                shared_scale=False,
                 suptitle=f"layer {layer}: d a[{layer}][j] / d pixel for this photo (signed)",
             )
         )

@@ -28,13 +28,14 @@ class MissingDependencyError(ImportError):
 def _matplotlib():
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
         raise MissingDependencyError(
             f"save_grid needs matplotlib ({exc}); install it with: pip install fastface[plots]"
         ) from None
-    return Figure, FigureCanvasAgg, Normalize
+    return Figure, FigureCanvasAgg, Normalize, ScalarMappable
 
 
 def _as_panels(images, shape, what):
@@ -76,13 +77,14 @@ def save_grid(images, path, *, titles=None, shape=None, ncols=None, overlay=None
     titles        K strings, one per panel (default: none)
     ncols         panels per row (default: about sqrt(K), at most 8)
     overlay       a photo (H, W) under every panel, or (K, H, W) one per panel, drawn in grey
-                  with the map on top at opacity `alpha`
+                  with the map on top; each map pixel's opacity is alpha * sqrt(|v| / vmax),
+                  so the photo shows through where the map is near zero
     cmap          a diverging colour map; with centered=True (default) the scale is symmetric
                   around 0 (blue negative, white zero, red positive for 'RdBu_r')
     shared_scale  one colour scale (and one colour bar) for every panel (default), or one per
                   panel (each with its own bar) when False
     """
-    Figure, FigureCanvasAgg, Normalize = _matplotlib()
+    Figure, FigureCanvasAgg, Normalize, ScalarMappable = _matplotlib()
     panels = _as_panels(images, shape, "images")
     K, H, W = panels.shape
     path = os.fspath(path)
@@ -120,11 +122,13 @@ def save_grid(images, path, *, titles=None, shape=None, ncols=None, overlay=None
         return Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1.0)
 
     shared = norm_for(panels) if shared_scale else None
-    extra = 0.6 if (colorbar and shared_scale) else 0.0
+    extra = (0.6 if shared_scale else 0.45 * ncols) if colorbar else 0.0
     title_h = 0.25 if titles else 0.0
     fig = Figure(
-        figsize=(ncols * panel_size * W / max(H, W) + extra, nrows * (panel_size * H / max(H, W) + title_h) + (0.4 if suptitle else 0.0)),
+        figsize=(ncols * panel_size * W / max(H, W) + extra,
+                 nrows * (panel_size * H / max(H, W) + title_h) + (0.4 if suptitle else 0.0)),
         dpi=dpi,
+        layout="constrained",
     )
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -137,19 +141,20 @@ def save_grid(images, path, *, titles=None, shape=None, ncols=None, overlay=None
         if photos is not None:
             photo = photos[k if photos.shape[0] == K else 0]
             ax.imshow(photo, cmap="gray", interpolation="nearest")
-            mappable = ax.imshow(panels[k], cmap=cmap, norm=norm, alpha=float(alpha), interpolation="nearest")
+            span = max(abs(norm.vmin), abs(norm.vmax)) or 1.0
+            opacity = float(alpha) * np.sqrt(np.clip(np.abs(panels[k]) / span, 0.0, 1.0))
+            ax.imshow(panels[k], cmap=cmap, norm=norm, alpha=opacity, interpolation="nearest")
         else:
-            mappable = ax.imshow(panels[k], cmap=cmap, norm=norm, interpolation="nearest")
+            ax.imshow(panels[k], cmap=cmap, norm=norm, interpolation="nearest")
+        mappable = ScalarMappable(norm=norm, cmap=cmap)  # colour bars at full opacity
         if titles:
             ax.set_title(titles[k], fontsize=8)
         if colorbar and not shared_scale:
             cb = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.02)
             cb.ax.tick_params(labelsize=6)
     if colorbar and shared_scale and mappable is not None:
-        cb = fig.colorbar(mappable, ax=list(axes.flat), fraction=0.03, pad=0.02, shrink=0.9)
+        cb = fig.colorbar(mappable, ax=axes, fraction=0.03, pad=0.02, shrink=0.9)
         cb.ax.tick_params(labelsize=7)
-        if cb.solids is not None:
-            cb.solids.set_alpha(1.0)
     if suptitle:
         fig.suptitle(str(suptitle), fontsize=10)
     fd, tmp = tempfile.mkstemp(prefix=".fastface-", suffix=".png", dir=folder)
