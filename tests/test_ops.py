@@ -60,21 +60,78 @@ def special_dims(backend):
     return sorted({1, 2, 3, 5, 7, 13, 31, 61} | {t + d for t in _tiles(backend) for d in (-1, 0, 1)})
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    """Each available backend by name; on the CUDA simulator with the smaller tile and block."""
-    if _on_sim(request.param):
+def _shrink_cuda_on_sim(monkeypatch):
+    if ON_SIM:
         monkeypatch.setattr(config, "CUDA_TILE", SIM_TILE)
         monkeypatch.setattr(config, "CUDA_THREADS", SIM_THREADS)
-    return request.param
+
+
+def _numba_packed_tiny_blocks(monkeypatch):
+    """Every problem through the packed, parallel path, with blocks of one register tile
+    (rows, columns) and depth 7, so small shapes cross many block edges."""
+    for name, value in (("NUMBA_SERIAL_FLOPS", 0), ("NUMBA_PARALLEL_ELEMENTS", 0),
+                        ("NUMBA_MC", 1), ("NUMBA_KC", 7), ("NUMBA_NC", 1)):
+        if hasattr(config, name):
+            monkeypatch.setattr(config, name, value)
+
+
+def _numba_naive(monkeypatch):
+    monkeypatch.setattr(config, "NUMBA_KERNEL", "naive", raising=False)
+
+
+def _c_tiny_blocks(monkeypatch):
+    """The C matmul's cache blocks shrunk to one micro-tile (depth 7); restored afterwards."""
+    from fastface.backends import c_backend
+
+    before = c_backend.info()["options"]
+    c_backend.set_options(simd=before["simd"], mc=1, kc=7, nc=1)
+    return lambda: c_backend.set_options(**before)
+
+
+# test id -> (backend name, configuration applied for the test, largest dim drawn or None).
+# The shrunken-block variants draw small shapes only (they cross many block edges already)
+# and VARIANT_EXAMPLES examples each.
+VARIANTS = {
+    "numpy": ("numpy", None, None),
+    "numba": ("numba", None, None),
+    "numba-packed-tiny-blocks": ("numba", _numba_packed_tiny_blocks, 40),
+    "numba-naive": ("numba", _numba_naive, 40),
+    "c": ("c", None, None),
+    "c-tiny-blocks": ("c", _c_tiny_blocks, 40),
+    "cuda": ("cuda", _shrink_cuda_on_sim, None),
+}
+VARIANT_EXAMPLES = 10
+BACKEND_IDS = [v for v, (name, _, _) in VARIANTS.items() if name in BACKENDS]
+BACKEND_IDS += [name for name in BACKENDS if name not in BACKEND_IDS]  # backends added later
+
+
+class Case(str):
+    """A backend name (what fastface.ops receives) carrying the variant's largest dim."""
+
+    cap: int | None = None
+    examples: int | None = None
+
+
+@pytest.fixture(params=BACKEND_IDS)
+def backend(request, monkeypatch):
+    """Each available backend by name, also under the shrunken configurations of VARIANTS
+    (on the CUDA simulator: a smaller tile and block)."""
+    name, setup, cap = VARIANTS.get(request.param, (request.param, None, None))
+    undo = setup(monkeypatch) if setup is not None else None
+    case = Case(name)
+    case.cap = cap
+    case.examples = VARIANT_EXAMPLES if cap else None
+    yield case
+    if undo is not None:
+        undo()
 
 
 def _limits(backend, rows_heavy=False):
     """(largest dim, largest N, max examples) for a backend: tiny on the CUDA simulator."""
     if _on_sim(backend):
         return SIM_CAP, SIM_CAP_ROWS if rows_heavy else SIM_CAP, SIM_EXAMPLES
-    cap = max(special_dims(backend))
-    return cap, cap, settings().max_examples
+    cap = getattr(backend, "cap", None) or max(special_dims(backend))
+    return cap, cap, getattr(backend, "examples", None) or settings().max_examples
 
 
 def dims(backend, cap=None):
