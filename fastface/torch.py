@@ -141,10 +141,18 @@ class DenseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None, activation="linear", backend=None):
         activation = check_activation(activation)
-        _check_tensors("DenseFunction", x=x, weight=weight, bias=bias)
+        dtype = getattr(x, "dtype", None)
+        if (
+            dtype not in _DTYPES
+            or not isinstance(weight, torch.Tensor)
+            or weight.dtype != dtype
+            or weight.device != x.device
+            or (bias is not None and (not isinstance(bias, torch.Tensor) or bias.dtype != dtype or bias.device != x.device))
+        ):
+            _check_tensors("DenseFunction", x=x, weight=weight, bias=bias)
         to_arr, from_arr = _bridge(x, "DenseFunction")
         if bias is None:
-            bias_arr = to_arr(torch.zeros(weight.shape[-1], dtype=weight.dtype, device=weight.device))
+            bias_arr = to_arr(torch.zeros(weight.shape[-1], dtype=dtype, device=x.device))
         else:
             bias_arr = to_arr(bias)
         a = ops.dense_forward(to_arr(x), to_arr(weight), bias_arr, activation, backend=backend)
@@ -152,6 +160,7 @@ class DenseFunction(torch.autograd.Function):
         ctx.activation = activation
         ctx.backend = backend
         ctx.has_bias = bias is not None
+        ctx.bridge = (to_arr, from_arr)
         ctx.save_for_backward(x, weight, out)
         return out
 
@@ -167,7 +176,7 @@ class DenseFunction(torch.autograd.Function):
                 "higher-order gradients"
             )
         x, weight, out = ctx.saved_tensors
-        to_arr, from_arr = _bridge(x, "DenseFunction.backward")
+        to_arr, from_arr = ctx.bridge
         if grad_out.dtype != out.dtype:
             grad_out = grad_out.to(out.dtype)
         dx, dW, db = ops.dense_backward(
