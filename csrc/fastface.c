@@ -203,13 +203,23 @@ static int64_t ff_block(int64_t request, int64_t deflt, int64_t tile, int64_t si
 #endif
 
 /* ---- micro-kernels --------------------------------------------------------------------
- * ukr(kc, Ap, Bp, C, ldc, accumulate): C (MR, NR) = [C +] Ap (MR x kc, column by column)
- * @ Bp (kc x NR, row by row). One source for every SIMD flavour: VT c[MR][NV] are the
- * accumulators (NV vectors of VL lanes per row), fully unrolled into registers. The C tile
- * is prefetched first so that its lines arrive while the loop runs. */
+ * C (MR, NR) = [C +] A (MR x kc) @ Bp (kc x NR, packed row by row, NR = NV * VL).
+ * One source for every SIMD flavour: VT c[MR][NV] are the accumulators (NV vectors of VL
+ * lanes per row), fully unrolled into registers. Two entry points share the body:
+ *   NAME_packed(kc, Ap, Bp, C, ldc, acc)      A packed column by column (Ap[p * MR + i])
+ *   NAME_rows(kc, A, lda, Bp, C, ldc, acc)    A read in place from rows lda apart
+ *                                             (small problems: packing A would not pay)
+ * The C tile is prefetched first so that its lines arrive while the loop runs. */
+#if defined(_MSC_VER)
+#define FF_INLINE static __forceinline
+#else
+#define FF_INLINE static inline __attribute__((always_inline))
+#endif
+
 #define FF_DEFINE_UKR(NAME, TARGET, T, VT, VL, MR, NV, ZERO, LOADU, STOREU, SET1, FMA, ADD) \
-    TARGET static void NAME(int64_t kc, const T *FF_RESTRICT Ap, const T *FF_RESTRICT Bp,  \
-                            T *FF_RESTRICT C, int64_t ldc, int accumulate)                 \
+    TARGET FF_INLINE void NAME##_body(int64_t kc, const T *FF_RESTRICT A, int64_t ars,      \
+                                      int64_t acs, const T *FF_RESTRICT Bp,                \
+                                      T *FF_RESTRICT C, int64_t ldc, int accumulate)       \
     {                                                                                      \
         VT c[MR][NV];                                                                      \
         for (int i = 0; i < MR; i++) {                                                     \
@@ -223,11 +233,11 @@ static int64_t ff_block(int64_t request, int64_t deflt, int64_t tile, int64_t si
             for (int v = 0; v < NV; v++)                                                   \
                 b[v] = LOADU(Bp + v * VL);                                                 \
             for (int i = 0; i < MR; i++) {                                                 \
-                VT a = SET1(Ap[i]);                                                        \
+                VT a = SET1(A[i * ars]);                                                   \
                 for (int v = 0; v < NV; v++)                                               \
                     c[i][v] = FMA(a, b[v], c[i][v]);                                       \
             }                                                                              \
-            Ap += MR;                                                                      \
+            A += acs;                                                                      \
             Bp += NV * VL;                                                                 \
         }                                                                                  \
         for (int i = 0; i < MR; i++)                                                       \
@@ -235,6 +245,18 @@ static int64_t ff_block(int64_t request, int64_t deflt, int64_t tile, int64_t si
                 T *dst = C + i * ldc + v * VL;                                             \
                 STOREU(dst, accumulate ? ADD(LOADU(dst), c[i][v]) : c[i][v]);              \
             }                                                                              \
+    }                                                                                      \
+    TARGET static void NAME##_packed(int64_t kc, const T *FF_RESTRICT Ap,                  \
+                                     const T *FF_RESTRICT Bp, T *FF_RESTRICT C,            \
+                                     int64_t ldc, int accumulate)                          \
+    {                                                                                      \
+        NAME##_body(kc, Ap, 1, MR, Bp, C, ldc, accumulate);                                \
+    }                                                                                      \
+    TARGET static void NAME##_rows(int64_t kc, const T *FF_RESTRICT A, int64_t lda,        \
+                                   const T *FF_RESTRICT Bp, T *FF_RESTRICT C, int64_t ldc, \
+                                   int accumulate)                                         \
+    {                                                                                      \
+        NAME##_body(kc, A, lda, 1, Bp, C, ldc, accumulate);                                \
     }
 
 /* Plain C flavour: a "vector" is one scalar; -O3 vectorises the lanes for the baseline ISA. */

@@ -137,15 +137,21 @@ if lib is not None and _options["simd"] not in (None, "auto"):
 
 
 # ---- calling C ------------------------------------------------------------------------------
-_CTYPES = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
-_BUFTYPES = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]"}
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# Per-call overhead matters for small layers (a few microseconds is the whole budget), so
+# the common cases (C- or F-contiguous, native, aligned) take a short path through
+# ffi.from_buffer; other views pay for their data address (arr.ctypes, ~2 us).
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_CTYPES = {_F32: "float *", _F64: "double *"}
+_BUFTYPES = {_F32: "float[]", _F64: "double[]"}
 _ACTIVATIONS = {"linear": 0, "sigmoid": 1, "relu": 2, "tanh": 3, "softmax": 4}
 _ERRORS = {6: MemoryError}  # FF_ERR_NOMEM; every other code is a ValueError
-
-
-def _fn(name: str, dtype: np.dtype):
-    return getattr(lib, f"ff_{name}_{_SUFFIX[dtype]}")
+_NAMES = ("matmul", "matmul_naive", "sigmoid", "sigmoid_backward", "dense_forward", "dense_backward")
+# (kernel name, dtype) -> the C function; dict dispatch, one lookup per call
+_KERNELS = (
+    {}
+    if lib is None
+    else {(name, dt): getattr(lib, f"ff_{name}_{suf}") for name in _NAMES for dt, suf in ((_F32, "f32"), (_F64, "f64"))}
+)
 
 
 def _raise_for(rc: int, where: str) -> None:
@@ -154,37 +160,41 @@ def _raise_for(rc: int, where: str) -> None:
         raise _ERRORS.get(rc, ValueError)(f"c backend {where}: {message} (C status {rc})")
 
 
-def _addressable(arr: np.ndarray) -> np.ndarray:
-    """arr itself when C can read it element by element, else a contiguous native copy."""
-    if (
-        arr.dtype.isnative
-        and arr.flags.aligned
-        and all(s % arr.itemsize == 0 for s in arr.strides)
-    ):
-        return arr
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-
-
 def _in(arr: np.ndarray):
-    """(pointer, row stride, column stride) of a 2-D input (strides in elements)."""
-    arr = _addressable(arr)
-    if arr.flags.c_contiguous:
-        ptr = ffi.from_buffer(_BUFTYPES[arr.dtype], arr)
-    else:  # a view: its first element's address; `arr` lives until the call returns
-        ptr = ffi.cast(_CTYPES[arr.dtype], arr.ctypes.data)
-    item = arr.itemsize
-    return ptr, arr.strides[0] // item, arr.strides[1] // item, arr
+    """(pointer, row stride, column stride, array kept alive) of a 2-D input, strides in
+    elements. A copy is made only when C cannot address the elements: non-native byte
+    order, misaligned data, or a stride that is not a multiple of the item size."""
+    flags = arr.flags
+    dtype = arr.dtype
+    if flags.aligned and dtype.isnative:
+        if flags.c_contiguous:
+            return ffi.from_buffer(_BUFTYPES[dtype], arr), arr.shape[1], 1, arr
+        if flags.f_contiguous:  # a transposed array: its .T is C-contiguous, same first element
+            return ffi.from_buffer(_BUFTYPES[dtype], arr.T), 1, arr.shape[0], arr
+        item = arr.itemsize
+        rs, cs = arr.strides
+        if rs % item == 0 and cs % item == 0:  # any other view: its first element's address
+            return ffi.cast(_CTYPES[dtype], arr.ctypes.data), rs // item, cs // item, arr
+    arr = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("="))
+    return ffi.from_buffer(_BUFTYPES[arr.dtype], arr), arr.shape[1], 1, arr
 
 
 def _vec(arr: np.ndarray):
-    """(pointer, stride) of a 1-D input."""
+    """(pointer, stride, array kept alive) of a 1-D input."""
+    flags = arr.flags
+    if flags.c_contiguous and flags.aligned and arr.dtype.isnative:
+        return ffi.from_buffer(_BUFTYPES[arr.dtype], arr), 1, arr
     ptr, _, inc, arr = _in(arr[None, :])
     return ptr, inc, arr
 
 
 def _out(shape, dtype):
-    arr = np.empty(shape, dtype=np.dtype(dtype).newbyteorder("="))
+    arr = np.empty(shape, dtype=dtype if dtype.isnative else dtype.newbyteorder("="))
     return arr, ffi.from_buffer(_BUFTYPES[arr.dtype], arr, require_writable=True)
+
+
+def _cfg_ptr():
+    return _cfg if _cfg is not None else ffi.NULL
 
 
 # ---- kernels --------------------------------------------------------------------------------
@@ -194,7 +204,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     pa, rsa, csa, _a = _in(a)
     pb, rsb, csb, _b = _in(b)
     c, pc = _out((M, P), a.dtype)
-    _raise_for(_fn("matmul", c.dtype)(M, P, K, pa, rsa, csa, pb, rsb, csb, pc, P, _cfg or ffi.NULL), "matmul")
+    _raise_for(_KERNELS["matmul", c.dtype](M, P, K, pa, rsa, csa, pb, rsb, csb, pc, P, _cfg_ptr()), "matmul")
     return c
 
 
@@ -204,7 +214,7 @@ def matmul_naive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     pa, rsa, csa, _a = _in(a)
     pb, rsb, csb, _b = _in(b)
     c, pc = _out((M, P), a.dtype)
-    _raise_for(_fn("matmul_naive", c.dtype)(M, P, K, pa, rsa, csa, pb, rsb, csb, pc, P), "matmul_naive")
+    _raise_for(_KERNELS["matmul_naive", c.dtype](M, P, K, pa, rsa, csa, pb, rsb, csb, pc, P), "matmul_naive")
     return c
 
 
@@ -213,7 +223,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     M, P = z.shape
     pz, rsz, csz, _z = _in(z)
     out, po = _out((M, P), z.dtype)
-    _raise_for(_fn("sigmoid", out.dtype)(M, P, pz, rsz, csz, po, P), "sigmoid")
+    _raise_for(_KERNELS["sigmoid", out.dtype](M, P, pz, rsz, csz, po, P), "sigmoid")
     return out
 
 
@@ -223,7 +233,7 @@ def sigmoid_backward(a: np.ndarray, da: np.ndarray) -> np.ndarray:
     pa, rsa, csa, _a = _in(a)
     pd, rsd, csd, _d = _in(da)
     dz, pdz = _out((M, P), a.dtype)
-    _raise_for(_fn("sigmoid_backward", dz.dtype)(M, P, pa, rsa, csa, pd, rsd, csd, pdz, P), "sigmoid_backward")
+    _raise_for(_KERNELS["sigmoid_backward", dz.dtype](M, P, pa, rsa, csa, pd, rsd, csd, pdz, P), "sigmoid_backward")
     return dz
 
 
@@ -234,9 +244,9 @@ def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, activation: str) 
     pw, rsw, csw, _w = _in(W)
     pb, incb, _b = _vec(b)
     out, po = _out((N, OUT), x.dtype)
-    rc = _fn("dense_forward", out.dtype)(
+    rc = _KERNELS["dense_forward", out.dtype](
         N, IN, OUT, px, rsx, csx, pw, rsw, csw, pb, incb, _ACTIVATIONS[activation], po, OUT,
-        _cfg or ffi.NULL,
+        _cfg_ptr(),
     )
     _raise_for(rc, "dense_forward")
     return out
@@ -257,9 +267,9 @@ def dense_backward(x: np.ndarray, W: np.ndarray, a: np.ndarray, da: np.ndarray, 
     dx, pdx = _out((N, IN), x.dtype)
     dW, pdW = _out((IN, OUT), x.dtype)
     db, pdb = _out((OUT,), x.dtype)
-    rc = _fn("dense_backward", dx.dtype)(
+    rc = _KERNELS["dense_backward", dx.dtype](
         N, IN, OUT, px, rsx, csx, pw, rsw, csw, pa, rsa, csa, pd, rsd, csd,
-        _ACTIVATIONS[activation], pdz, OUT, pdx, IN, pdW, OUT, pdb, _cfg or ffi.NULL,
+        _ACTIVATIONS[activation], pdz, OUT, pdx, IN, pdW, OUT, pdb, _cfg_ptr(),
     )
     _raise_for(rc, "dense_backward")
     return dx, dW, db
