@@ -216,6 +216,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="epochs per timed run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (best and median shown)")
     parser.add_argument("--only", choices=["torch", "sklearn"], help="run one half")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1,
+        help="torch.set_num_threads for the PyTorch half (default 1: at batch 32 more threads only "
+        "add synchronisation, and on a shared machine they make PyTorch's times erratic)",
+    )
     args = parser.parse_args(argv)
     print(f"course net {'-'.join(map(str, SIZES))} sigmoid, BCE, SGD lr {LR}, batch {BATCH}, "
           f"n={N}, float32, CPU; {args.epochs} epochs x {args.repeats} runs")
@@ -225,6 +230,7 @@ def main(argv=None):
         except ImportError:
             print("  PyTorch: not installed (pip install fastface[torch]); skipped")
         else:
+            torch.set_num_threads(args.torch_threads)
             res, worst = bench_torch(args.epochs, args.repeats)
             _report(f"inside PyTorch {torch.__version__} ({torch.get_num_threads()} threads); "
                     f"weights agree to {worst:.1e}", res, "torch nn.Linear")
