@@ -111,6 +111,51 @@ def test_face_task_objects_and_bare_layers_work_too():
     np.testing.assert_allclose(fx.unit_images(stand_in(model), 2, (2, 5)), fx.unit_images(model, 2, (2, 5)))
 
 
+def face_task_with_front_end(normalize=True, whiten=True, seed=22):
+    """A face-task-like object: .front_end (per-image normalisation, whitening PCA) + .model."""
+    rng = np.random.default_rng(seed)
+    D, K = 20, 6
+    net = make_model([K if whiten else D, 5, 3], ["tanh", "softmax"], seed=seed)
+    pca = None
+    if whiten:
+        C = np.linalg.qr(rng.normal(size=(D, K)))[0]
+        pca = types.SimpleNamespace(mean=rng.normal(0, 0.1, D), components=C, scale=rng.uniform(0.5, 2.0, K))
+    fe = types.SimpleNamespace(normalize=normalize, pca=pca, shape=(4, 5))
+
+    def pipeline(X):
+        X = np.atleast_2d(X).astype(np.float64)
+        if normalize:
+            c = X - X.mean(axis=1, keepdims=True)
+            X = c / (np.sqrt((c * c).mean(axis=1, keepdims=True)) + 1e-6)
+        if whiten:
+            X = ((X - pca.mean) @ pca.components) * pca.scale
+        return X
+
+    return types.SimpleNamespace(front_end=fe, model=net), pipeline
+
+
+@pytest.mark.parametrize("normalize, whiten", [(True, True), (True, False), (False, True)])
+def test_face_task_front_end_is_chained_to_raw_pixels(normalize, whiten):
+    task, pipeline = face_task_with_front_end(normalize, whiten)
+    x = np.random.default_rng(23).random(20)
+    E = np.eye(20) * 1e-6
+    for layer in (1, 2):
+        def f(X, layer=layer):
+            return forward(task.model, pipeline(X), layer)
+        fd = ((f(x + E) - f(x - E)) / 2e-6).T
+        S = fx.saliency(task, x, layer)
+        assert S.shape == (task.model.layers[layer - 1].units, 20)
+        assert rel_err(S, fd) <= 1e-6
+    A, gap = fx.integrated_gradients(task, x, 2, baseline=0.3 * x, return_gap=True)
+    want = f(x)[0] - f(0.3 * x)[0]
+    np.testing.assert_allclose(A.sum(axis=1), want, rtol=1e-2, atol=1e-9)
+    U = fx.unit_images(task, 1)  # shape (4, 5) read from the front end
+    assert U.shape == (5, 4, 5)
+    W1 = task.model.layers[0].W
+    lin = (task.front_end.pca.components * task.front_end.pca.scale) @ W1 if whiten else W1
+    np.testing.assert_allclose(U.reshape(5, 20), lin.T, rtol=1e-12)
+
+
 def test_saliency_chunks_large_batches(monkeypatch):
     import importlib
 

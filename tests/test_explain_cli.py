@@ -78,9 +78,12 @@ def test_real_face_saliency_is_exact_and_ig_complete(face_model, small_faces):
 def test_real_face_unit_images_and_maximize(face_model):
     U1 = fx.unit_images(face_model, 1)
     assert U1.shape == (24, 32, 32)
-    np.testing.assert_array_equal(U1[5].ravel(), face_model.layers[0].W[:, 5])
-    U2 = fx.unit_images(face_model, 2)
-    np.testing.assert_allclose(U2.reshape(12, -1), (face_model.layers[0].W @ face_model.layers[1].W).T, rtol=1e-12)
+    W1, W2 = face_model.layers[0].W, face_model.layers[1].W
+    std = face_model.transform_inputs(np.ones(1024)) - face_model.transform_inputs(np.zeros(1024))  # 1/std
+    np.testing.assert_allclose(U1[5].ravel(), W1[:, 5] * std[0], rtol=1e-10)  # raw-pixel view
+    np.testing.assert_array_equal(fx.unit_images(face_model, 1, raw=False)[5].ravel(), W1[:, 5])
+    U2 = fx.unit_images(face_model, 2, raw=False)
+    np.testing.assert_allclose(U2.reshape(12, -1), (W1 @ W2).T, rtol=1e-12)
     img, value = fx.maximize_unit(face_model, 2, 3, steps=60, return_activation=True)
     assert img.shape == (32, 32)
     start = fx.layer_activations(face_model, np.zeros(1024), 2)[3]

@@ -12,7 +12,9 @@ A "model" is anything with ``layers[i].W (IN_i, OUT_i)``, ``layers[i].b (OUT_i,)
 
 Explanations are taken with respect to the *raw* input a user passes to ``model.predict``:
 when the model standardises its inputs (``normalize="standard"``: x_net = (x - mean) / std,
-per feature), the forward pass applies it and the chain rule divides by std.
+per feature) or a face task puts a front end before the network (per-image normalisation,
+whitening PCA), the forward pass applies those stages and the reverse pass chains through
+them (fastface.explain._stages). For face tasks the raw input is the photo in 0..1.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numbers
 import numpy as np
 
 from ..activations import check_activation
+from ._stages import stages_of
 
 __all__ = [
     "network",
@@ -44,18 +47,20 @@ class Network:
     dtype must change), so explanations always see the current weights.
     """
 
-    __slots__ = ("Ws", "bs", "acts", "dtype", "backend", "model", "mean", "std")
+    __slots__ = ("Ws", "bs", "acts", "dtype", "backend", "model", "stages")
 
-    def __init__(self, Ws, bs, acts, dtype, backend, model, mean=None, std=None):
+    def __init__(self, Ws, bs, acts, dtype, backend, model, stages=()):
         self.Ws, self.bs, self.acts = Ws, bs, acts
         self.dtype, self.backend, self.model = dtype, backend, model
-        self.mean, self.std = mean, std  # (IN,) input standardisation, or None
+        self.stages = list(stages)  # input stages before layer 1 (see _stages), often none
 
-    def normalize(self, x):
-        """Raw x (B, IN) -> the first layer's input (B, IN) (the model's standardisation)."""
-        if self.mean is None:
-            return x
-        return ((x - self.mean) / self.std).astype(self.dtype, copy=False)
+    def prepare(self, x, backend=None):
+        """Raw x (B, IN) -> (first layer's input (B, n_0), [input of each stage])."""
+        inputs = []
+        for stage in self.stages:
+            inputs.append(x)
+            x = stage.forward(x, backend).astype(self.dtype, copy=False)
+        return x, inputs
 
     @property
     def depth(self) -> int:
@@ -63,10 +68,11 @@ class Network:
 
     @property
     def input_dim(self) -> int:
-        return self.Ws[0].shape[0]
+        """Raw input width (before any input stage)."""
+        return self.stages[0].n_in if self.stages else self.Ws[0].shape[0]
 
     def width(self, layer: int) -> int:
-        """Units of layer `layer` (1-based); width(0) is the input width."""
+        """Units of layer `layer` (1-based); width(0) is the first layer's input width."""
         return self.Ws[0].shape[0] if layer == 0 else self.Ws[layer - 1].shape[1]
 
 
@@ -119,22 +125,8 @@ def network(model, where: str) -> Network:
     backend = getattr(seq, "backend", None)
     if not (backend is None or isinstance(backend, str)):
         backend = None
-    # The model's input standardisation: public names first, then fastface.model's attributes.
-    mean = getattr(seq, "input_mean", None)
-    std = getattr(seq, "input_std", None)
-    if mean is None:
-        mean, std = getattr(seq, "_mean", None), getattr(seq, "_std", None)
-    if mean is not None and std is not None:
-        mean = np.asarray(mean, dtype=dtype).reshape(-1)
-        std = np.asarray(std, dtype=dtype).reshape(-1)
-        if mean.shape != (Ws[0].shape[0],) or std.shape != mean.shape:
-            raise ValueError(
-                f"{where}: the model's input standardisation has {mean.shape} means and "
-                f"{std.shape} stds for {Ws[0].shape[0]} inputs"
-            )
-    else:
-        mean = std = None
-    return Network(Ws, bs, acts, np.dtype(dtype), backend, seq, mean, std)
+    stages = stages_of(model, seq, np.dtype(dtype), Ws[0].shape[0], where)
+    return Network(Ws, bs, acts, np.dtype(dtype), backend, seq, stages)
 
 
 def resolve_backend(net: Network, backend):
@@ -231,7 +223,8 @@ def image_shape(model, IN: int, shape=None, where: str = "explain"):
     """The image shape (H, W) for a model with IN inputs.
 
     Order: the `shape` argument; the model's metadata (``meta["image_shape"]`` or
-    ``meta["input_shape"]``, also looked up on a face task object and its inner model);
+    ``meta["input_shape"]``, ``.image_shape``, a face task's ``front_end.shape``, looked up
+    on the object and on its inner ``.model``);
     a square sqrt(IN) x sqrt(IN). Raises ValueError when none applies.
     """
     if shape is not None:
@@ -243,9 +236,10 @@ def image_shape(model, IN: int, shape=None, where: str = "explain"):
                 value = meta.get(key)
                 if value is not None and len(value) == 2 and math.prod(value) == IN:
                     return tuple(int(v) for v in value)
-        value = getattr(obj, "image_shape", None)
-        if value is not None and len(value) == 2 and math.prod(value) == IN:
-            return tuple(int(v) for v in value)
+        fe = getattr(obj, "front_end", None) or getattr(obj, "frontend", None)
+        for value in (getattr(obj, "image_shape", None), getattr(fe, "shape", None)):
+            if value is not None and len(value) == 2 and math.prod(value) == IN:
+                return tuple(int(v) for v in value)
     side = math.isqrt(IN)
     if side * side == IN:
         return (side, side)

@@ -38,10 +38,18 @@ def _forward(net, x, upto: int, backend):
 
     x_net is what the first layer sees (x itself, or x standardised by the model).
     """
-    acts = [net.normalize(x)]
+    x_net, stage_inputs = net.prepare(x, backend)
+    acts = _Acts([x_net])
+    acts.stage_inputs = stage_inputs
     for k in range(upto):
         acts.append(ops.dense_forward(acts[-1], net.Ws[k], net.bs[k], net.acts[k], backend=backend))
     return acts
+
+
+class _Acts(list):
+    """[x_net, a_1, ...] plus .stage_inputs, the raw input of each input stage."""
+
+    stage_inputs: list
 
 
 def layer_activations(model, x, layer, *, backend=None):
@@ -83,13 +91,14 @@ def _jacobian(net, acts, layer: int, units: np.ndarray, backend) -> np.ndarray:
     for k in range(layer - 1, 0, -1):
         dz = DERIVATIVES[net.acts[k - 1]](np.repeat(acts[k], U, axis=0), G)
         G = ops.matmul(dz, net.Ws[k - 1].T, backend=backend)
-    if net.std is not None:  # x_net = (x - mean) / std  =>  d/dx = d/dx_net / std
-        G = G / net.std
-    return G.reshape(B, U, -1)
+    G = G.reshape(B, U, -1)
+    for stage, x_in in zip(reversed(net.stages), reversed(acts.stage_inputs)):
+        G = stage.vjp(x_in, G, backend)  # chain rule through the input stages, to raw x
+    return G
 
 
 def _chunk_rows(net, layer: int, U: int) -> int:
-    widest = max(net.width(k) for k in range(layer + 1))
+    widest = max([net.width(k) for k in range(layer + 1)] + [s.n_in for s in net.stages])
     return max(1, CHUNK_ELEMENTS // max(1, U * widest))
 
 

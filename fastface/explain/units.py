@@ -23,8 +23,13 @@ from .gradients import _forward, _jacobian
 __all__ = ["unit_images", "projection", "maximize_unit"]
 
 
-def projection(model, layer, *, backend=None) -> np.ndarray:
+def projection(model, layer, *, raw=True, backend=None) -> np.ndarray:
     """P = W_1 @ ... @ W_layer (IN, n_layer), multiplied with fastface.ops.matmul.
+
+    With input stages (a model's standardisation, a face task's whitening PCA) P is carried
+    back to raw pixels through their transposes (diag(1/std) @ P, C @ diag(s) @ P); a
+    per-image normalisation is non-linear and left out of this linear view. raw=False stops
+    at the first layer's input (the weights as stored).
 
     The product is taken in the cheaper order (right to left when the layers narrow, which
     they do in the usual funnel), so no (IN, IN)-sized intermediate ever appears.
@@ -35,21 +40,30 @@ def projection(model, layer, *, backend=None) -> np.ndarray:
     P = net.Ws[layer - 1]
     for k in range(layer - 2, -1, -1):
         P = ops.matmul(net.Ws[k], P, backend=backend)
+    for stage in reversed(net.stages if raw else ()):  # linear input stages back to pixels
+        Q = stage.pixels_T(P, backend)
+        P = P if Q is None else Q
     return P
 
 
-def unit_images(model, layer=1, shape=None, *, units=None, backend=None):
+def unit_images(model, layer=1, shape=None, *, units=None, raw=True, backend=None):
     """Each unit of `layer` as an image: (n_layer, H, W), or (len(units), H, W).
 
     layer 1 -> the incoming weights W_1[:, j]; layer l >= 2 -> column j of W_1 @ ... @ W_l
     (the linear projection back to the pixels). shape (H, W): the argument, else the model's
     metadata, else a square sqrt(IN) x sqrt(IN). units: None (all) or a list of unit numbers.
+
+    raw=True (default): in raw-pixel space, through the model's linear input stages (a
+    standardising model's 1/std, a face task's whitening PCA), i.e. how each raw pixel
+    drives the unit in the linear view; for a model without input stages this is exactly
+    the weights. raw=False: the stored weights (the first layer's input space).
     """
     net = network(model, "unit_images")
     layer = check_layer(net, layer, "unit_images")
-    H, W = image_shape(model, net.input_dim, shape, "unit_images")
+    width = net.input_dim if raw else net.width(0)
+    H, W = image_shape(model, width, shape, "unit_images")
     idx, _ = check_units(net, layer, units, "unit_images")
-    P = projection(model, layer, backend=backend)
+    P = projection(model, layer, raw=raw, backend=backend)
     return np.ascontiguousarray(P.T[idx]).reshape(idx.shape[0], H, W)
 
 
