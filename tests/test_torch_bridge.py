@@ -145,6 +145,49 @@ def test_to_array_from_array_round_trip_shares_memory():
     assert back.data_ptr() == t.data_ptr() and torch.equal(back, t)
 
 
+class _ArrayInterfaceOnly:
+    """A foreign CPU buffer: exposes only ``__array_interface__`` (as many C libraries do)."""
+
+    def __init__(self, arr):
+        self._arr = arr
+        self.__array_interface__ = arr.__array_interface__
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda base: base,                                       # C-contiguous
+        lambda base: base[1::2, ::3],                            # strided, offset
+        lambda base: base.T,                                     # F-ordered
+        lambda base: memoryview(base),                           # buffer protocol
+        lambda base: _ArrayInterfaceOnly(base[::2]),             # __array_interface__
+        lambda base: torch.from_numpy(base),                     # torch CPU tensor, no wrapper
+        lambda base: torch.from_numpy(base)[:, 1::2],            # strided torch view
+    ],
+    ids=["contiguous", "strided", "fortran", "memoryview", "array_interface", "tensor", "tensor_view"],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ops_boundary_passes_cpu_buffers_without_copy(monkeypatch, make, dtype):
+    """Whatever CPU buffer comes in, the backend gets a view of that very memory."""
+    from fastface.backends import reference
+
+    base = np.random.default_rng(6).standard_normal((6, 9)).astype(dtype)
+    src = make(base)
+    got = {}
+
+    def spy(a, b):
+        got["a"] = a
+        return a @ b
+
+    monkeypatch.setattr(reference, "matmul", spy)
+    a_shape = np.asarray(src).shape
+    b = np.ones((a_shape[1], 2), dtype=dtype)
+    out = fastface.ops.matmul(src, b, backend="numpy")
+    assert isinstance(got["a"], np.ndarray) and got["a"].dtype == dtype
+    assert np.shares_memory(got["a"], base), "ops copied a CPU buffer it could have viewed"
+    np.testing.assert_allclose(out, np.asarray(src) @ b, rtol=1e-6)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA build of PyTorch and a GPU")
 def test_cuda_tensors_stay_on_device():
     if "cuda" not in fastface.available_backends():
