@@ -19,14 +19,17 @@ Versions (what changed):
           (the backend's kernel: fastface/backends/_cuda_kernels.py)
       v3  v2 + register blocking: each thread keeps 4 x 4 outputs in registers, a block
           computes a 4T x 4T tile of C, so each shared load feeds 4 multiply-adds
+          (the backend's kernel for outputs of >= 4T rows and columns)
     dense_forward
       v1  v2 matmul, then a separate bias + activation kernel (a second pass over the output)
-      v2  bias + activation fused into the tiled matmul's epilogue (the backend)
+      v2  bias + activation fused into the tiled matmul's epilogue (the backend, small outputs)
+      v3  v2 on the register-blocked matmul (the backend, large outputs)
     dense_backward
       v1  dz kernel; W.T and x.T materialised by a transpose kernel; tiled matmuls; db by
           atomicAdd per element of dz
       v2  dz fused with db (shared-memory tree per column block, no atomics); dx = dz @ W.T
-          and dW = x.T @ dz read the transposed operand in place (the backend)
+          and dW = x.T @ dz read the transposed operand in place (the backend, small outputs)
+      v3  v2 on the register-blocked matmul (the backend, large outputs)
 
 Block size: the tile side T (T x T threads) for matmul and the dense kernels.
 
@@ -63,9 +66,10 @@ def _parse(argv=None):
         description="fastface CUDA kernel lab: versions 1..n of each kernel, checked against a "
         "NumPy reference at every block size, then timed (GFLOP/s), llm.c dev/cuda style.",
         epilog="Versions: matmul v1 naive, v2 shared-memory tiled, v3 tiled + 4x4 register "
-        "blocking; dense_forward v1 unfused bias/activation, v2 fused epilogue; dense_backward "
-        "v1 transposed copies + atomic db, v2 fused dz+db tree reduction + in-place transposed "
-        "reads. Without a GPU the CUDA simulator runs small shapes (a smoke check).",
+        "blocking; dense_forward v1 unfused bias/activation, v2 fused epilogue, v3 fused on the "
+        "register-blocked matmul; dense_backward v1 transposed copies + atomic db, v2 fused dz+db "
+        "tree reduction + in-place transposed reads, v3 the same on register-blocked matmuls. "
+        "Without a GPU the CUDA simulator runs small shapes (a smoke check).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--kernel", choices=KERNELS, nargs="+", default=list(KERNELS), help="kernels to run (default: all)")
@@ -143,67 +147,6 @@ def matmul_v1(nb_name):
     return _cache[key]
 
 
-def matmul_v3(T, nb_name):
-    """Block (T, T) computes a (R T) x (R T) tile of C; thread (tx, ty) owns outputs
-    (ty + T r, tx + T c) for r, c < R (strided by T so that writes stay coalesced)."""
-    key = ("v3", T, nb_name)
-    if key not in _cache:
-        nb = np.dtype(nb_name)
-        zero = nb.type(0)
-        BM = R * T
-        T1, BM1 = T + 1, BM + 1
-
-        @cuda.jit(fastmath=FM)
-        def kernel(A, B, C):
-            sA = cuda.shared.array((BM, T1), nb)  # sA[i, k]
-            sB = cuda.shared.array((T, BM1), nb)  # sB[k, j]
-            acc = cuda.local.array((R, R), nb)
-            a_reg = cuda.local.array(R, nb)
-            tx = cuda.threadIdx.x
-            ty = cuda.threadIdx.y
-            M, P = C.shape
-            Kd = A.shape[1]
-            for bi in range(cuda.blockIdx.y, (M + BM - 1) // BM, cuda.gridDim.y):
-                row0 = bi * BM
-                for bj in range(cuda.blockIdx.x, (P + BM - 1) // BM, cuda.gridDim.x):
-                    col0 = bj * BM
-                    for r in range(R):
-                        for c in range(R):
-                            acc[r, c] = zero
-                    for k0 in range(0, Kd, T):
-                        for r in range(R):
-                            gi = row0 + ty + T * r
-                            gk = k0 + tx
-                            v = zero
-                            if gi < M and gk < Kd:
-                                v = A[gi, gk]
-                            sA[ty + T * r, tx] = v
-                            gk = k0 + ty
-                            gj = col0 + tx + T * r
-                            v = zero
-                            if gk < Kd and gj < P:
-                                v = B[gk, gj]
-                            sB[ty, tx + T * r] = v
-                        cuda.syncthreads()
-                        for kk in range(T):
-                            for r in range(R):
-                                a_reg[r] = sA[ty + T * r, kk]
-                            for c in range(R):
-                                bv = sB[kk, tx + T * c]
-                                for r in range(R):
-                                    acc[r, c] += a_reg[r] * bv
-                        cuda.syncthreads()
-                    for r in range(R):
-                        gi = row0 + ty + T * r
-                        for c in range(R):
-                            gj = col0 + tx + T * c
-                            if gi < M and gj < P:
-                                C[gi, gj] = acc[r, c]
-
-        _cache[key] = kernel
-    return _cache[key]
-
-
 def bias_act_v1(nb_name):
     """a (N, OUT) = act(a + b) in place, one thread per element (the unfused epilogue)."""
     key = ("bias_act", nb_name)
@@ -275,10 +218,14 @@ def colsum_atomic_v1(nb_name):
 
 
 # --- versions: each is run(T, device inputs, device outputs) ----------------------------------
-def _mm_tiled(T, A, B, C, ta=False, tb=False, bias=None, act="linear"):
-    kern = K.matmul(T, C.dtype.name, ta, tb, act, bias is not None)
+def _mm_tiled(T, A, B, C, ta=False, tb=False, bias=None, act="linear", rb=False):
+    """The backend's tiled matmul kernels: one output per thread, or R x R when rb."""
+    if rb:
+        kern, per = K.matmul_rb(T, R, C.dtype.name, ta, tb, act, bias is not None), R * T
+    else:
+        kern, per = K.matmul(T, C.dtype.name, ta, tb, act, bias is not None), T
     M, P = C.shape
-    kern[(_grid(P, T), _grid(M, T)), (T, T)](A, B, C[0] if bias is None else bias, C)
+    kern[(_grid(P, per), _grid(M, per)), (T, T)](A, B, C[0] if bias is None else bias, C)
 
 
 def _threads1d():
@@ -295,8 +242,7 @@ def mm_v2(T, A, B, C):
 
 
 def mm_v3(T, A, B, C):
-    M, P = C.shape
-    matmul_v3(T, C.dtype.name)[(_grid(P, R * T), _grid(M, R * T)), (T, T)](A, B, C)
+    _mm_tiled(T, A, B, C, rb=True)
 
 
 def fwd_v1(T, x, W, b, out):
@@ -308,6 +254,10 @@ def fwd_v1(T, x, W, b, out):
 
 def fwd_v2(T, x, W, b, out):
     _mm_tiled(T, x, W, out, bias=b, act=ACTIVATION)
+
+
+def fwd_v3(T, x, W, b, out):
+    _mm_tiled(T, x, W, out, bias=b, act=ACTIVATION, rb=True)
 
 
 def bwd_v1(T, x, W, a, da, dz, dx, dW, db, scratch):
@@ -333,15 +283,28 @@ def bwd_v2(T, x, W, a, da, dz, dx, dW, db, scratch):
     _mm_tiled(T, x, dz, dW, ta=True)
 
 
+def bwd_v3(T, x, W, a, da, dz, dx, dW, db, scratch):
+    OUT = dz.shape[1]
+    kern = K.dz_colsum(T, dz.dtype.name, ACTIVATION, True)
+    kern[_grid(OUT, T), (T, T)](a, da, dz, db)
+    _mm_tiled(T, dz, W, dx, tb=True, rb=True)
+    _mm_tiled(T, x, dz, dW, ta=True, rb=True)
+
+
 VERSIONS = {
     "matmul": {1: ("naive, one thread per output", mm_v1),
                2: ("shared-memory tiles, one output per thread", mm_v2),
                3: ("tiles + 4x4 register blocking per thread", mm_v3)},
     "dense_forward": {1: ("tiled matmul + separate bias/activation kernel", fwd_v1),
-                      2: ("bias + activation fused into the matmul epilogue", fwd_v2)},
+                      2: ("bias + activation fused into the matmul epilogue", fwd_v2),
+                      3: ("v2 on the register-blocked matmul", fwd_v3)},
     "dense_backward": {1: ("dz kernel, transposed copies, atomic db", bwd_v1),
-                       2: ("fused dz+db tree reduction, in-place transposed reads", bwd_v2)},
+                       2: ("fused dz+db tree reduction, in-place transposed reads", bwd_v2),
+                       3: ("v2 on the register-blocked matmul", bwd_v3)},
 }
+
+
+RB_VERSIONS = {mm_v3, fwd_v3, bwd_v3}  # register-blocked: shared tiles grow with R
 
 
 # --- problems: host inputs, reference, device buffers, flops ----------------------------------
@@ -497,6 +460,11 @@ def main(args) -> int:
                 base = {}
                 for v, (what, fn) in versions.items():
                     for T in blocks:
+                        shared = (R * T * (T + 1) + T * (R * T + 1)) * prob.dtype.itemsize
+                        if fn in RB_VERSIONS and shared > CB.SHARED_BYTES:
+                            print(f"{label}  v{v} block {T:2d}x{T:<2d}     skipped: its shared tiles "
+                                  f"need {shared} bytes > {CB.SHARED_BYTES}  # {what}")
+                            continue
                         prob.run(fn, T)
                         cuda.synchronize()
                         worst = prob.check()

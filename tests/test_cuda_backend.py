@@ -157,6 +157,34 @@ def test_dense_backward(cuda_backend, activation, dtype):
             _close(f"dense_backward[{activation}] {name} {N}x{IN}x{OUT}", g, w, dtype, depth)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_register_blocked_matmul_path(cuda_backend, monkeypatch, dtype):
+    """Outputs of >= REG_BLOCK * TILE (16) rows and columns take the register-blocked kernel:
+    matmul, the forward epilogue, and both transposed reads of the backward (dx, dW)."""
+    from fastface.backends import _cuda_kernels as K
+
+    launched = []
+    real = K.matmul_rb
+    monkeypatch.setattr(K, "matmul_rb", lambda *key: launched.append(key[3:5]) or real(*key))
+    rng = _rng(8)
+    M, Kd, P = 17, 6, 35  # 2 x 3 blocks of 16 x 16 outputs: edges and the grid-stride loop
+    a = rng.standard_normal((M, Kd)).astype(dtype)
+    b = rng.standard_normal((Kd, P)).astype(dtype)
+    _close("matmul_rb", cuda_backend.matmul(a, b), a.astype(np.float64) @ b, dtype, Kd)
+    N, IN, OUT = 18, 17, 16
+    x, W, bias = _layer(rng, N, IN, OUT, dtype)
+    x64, W64, b64 = (v.astype(np.float64) for v in (x, W, bias))
+    got_a = cuda_backend.dense_forward(x, W, bias, "tanh")
+    _close("dense_forward_rb", got_a, ref.dense_forward(x64, W64, b64, "tanh"), dtype, IN + 1)
+    da = rng.standard_normal((N, OUT)).astype(dtype)
+    a = got_a.astype(np.float64)
+    want = ref.dense_backward(x64, W64, a, da.astype(np.float64), "tanh")
+    got = cuda_backend.dense_backward(x, W, got_a, da, "tanh")
+    for name, g, w in zip(("dx", "dW", "db"), got, want):
+        _close(f"dense_backward_rb {name}", g, w, dtype, N + OUT)
+    assert {(False, False), (False, True), (True, False)} <= set(launched), launched
+
+
 def test_softmax_rows_wider_and_narrower_than_the_block(cuda_backend):
     rng = _rng(3)
     for OUT in (1, 3, 4, 5, 11):  # block of 4 threads: below, at and past it

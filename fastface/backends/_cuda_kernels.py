@@ -12,6 +12,9 @@ Kernels (all bounds-checked, grid-stride over their blocks of output, so any gri
     matmul(A, B, bias, C)       C = act(opA @ opB + bias): tiled over K through shared memory,
                                 zero-filled edge tiles; transposed operands are read in place
                                 (dx = dz @ W.T and dW = x.T @ dz need no transposed copy)
+    matmul_rb(A, B, bias, C)    the same with register blocking: each thread computes a
+                                reg x reg block of C (used for outputs of at least reg T
+                                rows and columns)
     softmax_rows(Z, out)        row-wise max-subtracted softmax, one block per row (out may be Z)
     softmax_dz(a, da, dz)       dz = a * (da - sum_j a * da), one block per row
     dz_colsum(a, da, dz, db)    dz = act'(a) * da fused with db = sum_n dz: T x T threads per
@@ -174,6 +177,98 @@ def matmul(tile: int, dtype_name: str, trans_a: bool, trans_b: bool, activation:
                     if has_bias:
                         acc += bias[c]
                     C[r, c] = act(acc)
+
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def matmul_rb(tile: int, reg: int, dtype_name: str, trans_a: bool, trans_b: bool, activation: str, has_bias: bool):
+    """Register-blocked variant of :func:`matmul`, same arguments and result; block (T, T).
+
+    A block computes a (reg T) x (reg T) tile of C; thread (tx, ty) keeps reg x reg outputs
+    (ty + T r, tx + T c), r, c < reg, in registers (strided by T, so the stores of a warp stay
+    coalesced), and each value it reads from shared memory feeds reg multiply-adds instead
+    of one. Shared tiles: sA (reg T, T + 1), sB (T, reg T + 1), loaded along the operands'
+    contiguous axis and zero-filled past the edges, as in :func:`matmul`.
+    """
+    T = tile
+    Rg = reg
+    BM = reg * tile
+    T1 = tile + 1
+    BM1 = BM + 1
+    nb = np.dtype(dtype_name)
+    zero = nb.type(0)
+    act = device_functions(dtype_name)[0][activation]
+
+    @cuda.jit(fastmath=FASTMATH)
+    def kernel(A, B, bias, C):
+        sA = cuda.shared.array((BM, T1), nb)  # sA[i, k] = opA[row0 + i, k0 + k]
+        sB = cuda.shared.array((T, BM1), nb)  # sB[k, j] = opB[k0 + k, col0 + j]
+        acc = cuda.local.array((Rg, Rg), nb)
+        a_reg = cuda.local.array(Rg, nb)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        M = C.shape[0]
+        P = C.shape[1]
+        if trans_a:
+            K = A.shape[0]
+        else:
+            K = A.shape[1]
+        for bi in range(cuda.blockIdx.y, (M + BM - 1) // BM, cuda.gridDim.y):
+            row0 = bi * BM
+            for bj in range(cuda.blockIdx.x, (P + BM - 1) // BM, cuda.gridDim.x):
+                col0 = bj * BM
+                for r in range(Rg):
+                    for c in range(Rg):
+                        acc[r, c] = zero
+                for k0 in range(0, K, T):
+                    for r in range(Rg):
+                        if trans_a:  # A (K, M): tx runs along M
+                            gk = k0 + ty
+                            gi = row0 + tx + T * r
+                            v = zero
+                            if gk < K and gi < M:
+                                v = A[gk, gi]
+                            sA[tx + T * r, ty] = v
+                        else:  # A (M, K): tx runs along K
+                            gi = row0 + ty + T * r
+                            gk = k0 + tx
+                            v = zero
+                            if gi < M and gk < K:
+                                v = A[gi, gk]
+                            sA[ty + T * r, tx] = v
+                        if trans_b:  # B (P, K): tx runs along K
+                            gj = col0 + ty + T * r
+                            gk = k0 + tx
+                            v = zero
+                            if gj < P and gk < K:
+                                v = B[gj, gk]
+                            sB[tx, ty + T * r] = v
+                        else:  # B (K, P): tx runs along P
+                            gk = k0 + ty
+                            gj = col0 + tx + T * r
+                            v = zero
+                            if gk < K and gj < P:
+                                v = B[gk, gj]
+                            sB[ty, tx + T * r] = v
+                    cuda.syncthreads()
+                    for kk in range(T):
+                        for r in range(Rg):
+                            a_reg[r] = sA[ty + T * r, kk]
+                        for c in range(Rg):
+                            bv = sB[kk, tx + T * c]
+                            for r in range(Rg):
+                                acc[r, c] += a_reg[r] * bv
+                    cuda.syncthreads()
+                for r in range(Rg):
+                    gi = row0 + ty + T * r
+                    for c in range(Rg):
+                        gj = col0 + tx + T * c
+                        if gi < M and gj < P:
+                            v = acc[r, c]
+                            if has_bias:
+                                v += bias[gj]
+                            C[gi, gj] = act(v)
 
     return kernel
 

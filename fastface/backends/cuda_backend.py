@@ -18,7 +18,8 @@ Arrays in, arrays out:
       ``cupy.asarray(out)`` wrap them without a copy).
 
 Kernels per call:
-    matmul          1 tiled matmul
+    matmul          1 tiled matmul (register-blocked for outputs of >= REG_BLOCK * T rows
+                    and columns, see _use_register_blocking)
     sigmoid         1 elementwise kernel
     dense_forward   1 tiled matmul with bias + activation fused in its epilogue
                     (+ 1 row-wise kernel for softmax)
@@ -210,16 +211,37 @@ def zeros(shape, dtype):
 
 
 # --- kernels launched ------------------------------------------------------------------------
+# Register blocking of the matmul: with outputs of at least REG_BLOCK * T rows and columns,
+# each thread computes REG_BLOCK x REG_BLOCK outputs (kernel matmul_rb), provided its two
+# shared tiles fit the 48 KiB of static shared memory a block may use; smaller outputs (the
+# course's 32 x 25 layer, dW of a narrow layer) keep one output per thread (kernel matmul),
+# which leaves more blocks to spread over the multiprocessors.
+REG_BLOCK = 4
+SHARED_BYTES = 48 * 1024
+
+
+def _use_register_blocking(M: int, P: int, tile: int, itemsize: int) -> bool:
+    bm = REG_BLOCK * tile
+    shared = (bm * (tile + 1) + tile * (bm + 1)) * itemsize
+    return min(M, P) >= bm and shared <= SHARED_BYTES
+
+
 def _launch_matmul(A, B, bias, C, trans_a: bool, trans_b: bool, activation: str) -> None:
     """C (M, P) = act(opA @ opB [+ bias]) on the device; bias None for none."""
     from . import _cuda_kernels as K
 
     tile = _tile()
     M, P = C.shape
-    kernel = K.matmul(tile, C.dtype.name, trans_a, trans_b, activation, bias is not None)
-    grid = (_blocks(P, tile), _blocks(M, tile))
+    has_bias = bias is not None
+    if _use_register_blocking(M, P, tile, C.dtype.itemsize):
+        kernel = K.matmul_rb(tile, REG_BLOCK, C.dtype.name, trans_a, trans_b, activation, has_bias)
+        per_block = REG_BLOCK * tile
+    else:
+        kernel = K.matmul(tile, C.dtype.name, trans_a, trans_b, activation, has_bias)
+        per_block = tile
+    grid = (_blocks(P, per_block), _blocks(M, per_block))
     # without a bias, C[0] is an unused 1-D stand-in (the kernel never reads it)
-    _launch(kernel, grid, (tile, tile), A, B, C[0] if bias is None else bias, C)
+    _launch(kernel, grid, (tile, tile), A, B, bias if has_bias else C[0], C)
 
 
 def _launch_dz_db(a, da, dz, db, activation: str) -> None:
