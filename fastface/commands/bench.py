@@ -29,6 +29,8 @@ __all__ = [
     "Row",
     "parse_sizes",
     "make_args",
+    "make_callable",
+    "tolerance",
     "measure",
     "check_result",
     "bench_one",
@@ -286,6 +288,20 @@ def _torch_module():
     return torch
 
 
+def make_callable(kernel: str, who: str, args, activation="sigmoid") -> Callable[[], object]:
+    """A no-argument callable running `kernel` on `args` by backend or peer `who`."""
+    spec = KERNELS[kernel]
+    if who == "numpy-blas":
+        return lambda: spec.numpy_call(args, activation)
+    if who == "torch":
+        torch = _torch_module()
+        if torch is None:
+            raise ValueError("peer 'torch' needs PyTorch (pip install fastface[torch])")
+        targs = [torch.from_numpy(np.ascontiguousarray(a)) for a in args]
+        return lambda: spec.torch_call(targs, activation, torch)
+    return lambda: spec.ops_call(args, activation, who)
+
+
 def bench_one(kernel: str, size, dtype, who: str, activation="sigmoid", repeat=5,
               min_time=0.02, args=None) -> Row:
     """Time one (kernel, size, dtype, backend-or-peer); check the result first."""
@@ -293,16 +309,7 @@ def bench_one(kernel: str, size, dtype, who: str, activation="sigmoid", repeat=5
     n, n_in, n_out = size
     if args is None:
         args = make_args(kernel, n, n_in, n_out, dtype, activation)
-    if who == "numpy-blas":
-        fn = lambda: spec.numpy_call(args, activation)  # noqa: E731
-    elif who == "torch":
-        torch = _torch_module()
-        if torch is None:
-            raise ValueError("peer 'torch' needs PyTorch (pip install fastface[torch])")
-        targs = [torch.from_numpy(np.ascontiguousarray(a)) for a in args]
-        fn = lambda: spec.torch_call(targs, activation, torch)  # noqa: E731
-    else:
-        fn = lambda: spec.ops_call(args, activation, who)  # noqa: E731
+    fn = make_callable(kernel, who, args, activation)
     result = fn()  # warm-up: compilation, caches, thread pools
     error = check_result(kernel, args, activation, result)
     seconds = measure(fn, repeat=repeat, min_time=min_time)
