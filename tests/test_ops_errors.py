@@ -337,3 +337,39 @@ def test_loss_inputs_are_checked():
         ops.mse(np.array([["a", "b"]] * 3), p)
     with raises(TypeError, "y_pred must hold real numbers", "complex"):
         ops.mse(np.zeros((3, 2)), p.astype(complex))
+
+
+# --- the `fastface bench` command ----------------------------------------------------------------
+def test_bench_command_prints_a_checked_table(capsys):
+    from fastface.cli import main
+
+    host = [b for b in BACKENDS if b != "cuda"]
+    status = main(["bench", "--sizes", "3x5x2", "--dtype", "float64", "--repeat", "1", "--min-time", "0",
+                   "--backends", ",".join(host + ["numpy-blas"]), "--kernels", "matmul,dense_backward"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    lines = [line for line in out.splitlines() if "GFLOP/s" in line]
+    assert len(lines) == 2 * (len(host) + 1), out
+    for line in lines:
+        assert re.search(r"3x5x2\s+float64", line) and line.rstrip().split()[-3] == "ok", line
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["--sizes", "32x400"], ["N x IN x OUT", "'32x400'"]),
+        (["--sizes", "0x4x4"], ["positive integers", "'0x4x4'"]),
+        (["--backends", "blas"], ["unknown name 'blas'", "numpy-blas"]),
+        (["--kernels", "conv"], ["unknown kernel 'conv'", "dense_forward"]),
+        (["--repeat", "0"], ["--repeat must be >= 1", "got 0"]),
+        (["--activation", "gelu"], ["unknown activation 'gelu'", "sigmoid"]),
+    ],
+)
+def test_bench_command_refuses_bad_options(capsys, argv, fragments):
+    from fastface.cli import main
+
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastface bench: error:") and len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
