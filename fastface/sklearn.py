@@ -23,7 +23,8 @@ Parameters as scikit-learn's (``hidden_layer_sizes``, ``activation`` in 'identit
 ``solver`` 'sgd' | 'adam', ``alpha``, ``batch_size``, ``learning_rate`` 'constant' |
 'adaptive', ``learning_rate_init``, ``max_iter``, ``shuffle``, ``random_state``, ``tol``,
 ``verbose``, ``warm_start``, ``momentum``, ``nesterovs_momentum``, ``beta_1``, ``beta_2``,
-``epsilon``, ``n_iter_no_change``) plus two of fastface's:
+``epsilon``, ``n_iter_no_change``, ``early_stopping``, ``validation_fraction``) plus two of
+fastface's:
 
 - ``dtype``: None (float32 input trains in float32, anything else in float64, as scikit-learn
   does), 'float32' or 'float64';
@@ -38,8 +39,11 @@ Differences from scikit-learn, on purpose:
 - ``alpha`` is the L2 penalty of scikit-learn, ``alpha / (2 * batch) * ||W||^2`` per batch:
   it is passed to fastface's optimizers as ``weight_decay = alpha / batch_size``;
 - weights start from fastface's Glorot-uniform initialisation, biases at zero;
-- not supported: solver 'lbfgs', learning_rate 'invscaling', early_stopping (and its
-  validation_fraction), sparse X (refused with a TypeError; densify it first).
+- early_stopping holds out validation_fraction of the examples (stratified for classes), stops
+  on the validation score (accuracy / R^2) as scikit-learn does and keeps the best epoch's
+  weights; partial_fit ignores it;
+- not supported: solver 'lbfgs', learning_rate 'invscaling', sparse X (refused with a
+  TypeError; densify it first).
 - predictions follow fastface's rule ``p >= 0.5`` for sigmoid outputs.
 
 SKIPPED_CHECKS lists the scikit-learn estimator checks these estimators do not pass, each with
@@ -148,6 +152,8 @@ class _BaseMLP(BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
         dtype=None,
         backend=None,
     ):
@@ -170,6 +176,8 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.dtype = dtype
         self.backend = backend
 
@@ -213,7 +221,8 @@ class _BaseMLP(BaseEstimator):
         _check_param("n_iter_no_change", self.n_iter_no_change, "int", 1)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _check_param("batch_size", self.batch_size, "int", 1)
-        for name in ("shuffle", "warm_start", "nesterovs_momentum"):
+        _check_param("validation_fraction", self.validation_fraction, "real", 0, 1, True, True)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
         if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
@@ -293,14 +302,27 @@ class _BaseMLP(BaseEstimator):
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
         if not self._converging:
-            self.best_loss_ = min(self.best_loss_, loss)
+            self.best_loss_ = loss if self.best_loss_ is None else min(self.best_loss_, loss)
             return False
-        if loss > self.best_loss_ - self.tol:
-            self._no_improvement_count += 1
+        if self._validation is not None:
+            score = self._score_encoded(*self._validation)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_weights = self.model_.get_weights()
         else:
-            self._no_improvement_count = 0
-        if loss < self.best_loss_:
-            self.best_loss_ = loss
+            if loss > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if loss < self.best_loss_:
+                self.best_loss_ = loss
         if self._no_improvement_count > self.n_iter_no_change:
             if self.learning_rate == "adaptive" and self._lr / 5.0 > 1e-6:
                 self._lr /= 5.0
@@ -310,18 +332,20 @@ class _BaseMLP(BaseEstimator):
                     print(f"Setting learning rate to {self._lr:f}")
                 return False
             if self.verbose:
+                what = "Validation score" if self._validation is not None else "Training loss"
                 print(
-                    f"Training loss did not improve more than tol={self.tol} for "
+                    f"{what} did not improve more than tol={self.tol} for "
                     f"{self.n_iter_no_change} consecutive epochs. Stopping."
                 )
             self._stopped = True
             return True
         return False
 
-    def _train(self, X, Y, sample_weight, epochs, converging):
+    def _train(self, X, Y, sample_weight, epochs, converging, validation=None):
         self._n_seen = X.shape[0]
         self._converging = converging
         self._stopped = False
+        self._validation = validation
         self.model_.fit(
             X, Y, epochs=epochs, batch_size=self._batch_used, shuffle=bool(self.shuffle),
             sample_weight=sample_weight, verbose=0, callbacks=[_Convergence(self)],
@@ -359,7 +383,19 @@ class _BaseMLP(BaseEstimator):
         if incremental:
             self._train(X, Y, sample_weight, epochs=1, converging=False)
         else:
-            self._train(X, Y, sample_weight, epochs=int(self.max_iter), converging=True)
+            validation = None
+            if self.early_stopping:
+                X, Y, sample_weight, validation = self._split_validation(X, Y, sample_weight)
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self._best_weights = self.model_.get_weights()
+            self._train(X, Y, sample_weight, epochs=int(self.max_iter), converging=True,
+                        validation=validation)
+            self._validation = None
+            if self.early_stopping:  # keep the weights of the best validation score
+                self.model_.set_weights(self._best_weights)
+                del self._best_weights
+                self.best_loss_ = None
             if not self._stopped:
                 warnings.warn(
                     f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
@@ -367,6 +403,42 @@ class _BaseMLP(BaseEstimator):
                     ConvergenceWarning,
                 )
         return self
+
+    def _split_validation(self, X, Y, sample_weight):
+        """Hold out validation_fraction of the examples (stratified for single-label classes)."""
+        from sklearn.model_selection import train_test_split
+
+        stratify = Y if (self._stratify and Y.ndim == 1) else None
+        seed = self._seed() if self.random_state is not None else None
+        try:
+            try:
+                train, val = train_test_split(
+                    np.arange(X.shape[0]), test_size=self.validation_fraction, random_state=seed,
+                    stratify=stratify,
+                )
+            except ValueError:
+                if stratify is None:
+                    raise
+                # too few examples of some class to stratify: a plain random split instead
+                train, val = train_test_split(
+                    np.arange(X.shape[0]), test_size=self.validation_fraction, random_state=seed
+                )
+        except ValueError as exc:
+            raise ValueError(
+                f"early_stopping: cannot hold out validation_fraction={self.validation_fraction} "
+                f"of {X.shape[0]} examples ({exc}); give more examples, a larger "
+                "validation_fraction, or early_stopping=False"
+            ) from None
+        sw = None if sample_weight is None else sample_weight[train]
+        return X[train], Y[train], sw, (X[val], Y[val])
+
+    def _logits_arrays(self, X):
+        m = self.model_
+        a = m.transform_inputs(X)
+        for layer in m.layers[:-1]:
+            a = ops.dense_forward(a, layer.W, layer.b, layer.activation, backend=m.backend)
+        last = m.layers[-1]
+        return ops.dense_forward(a, last.W, last.b, "linear", backend=m.backend)
 
     def _validate_xy(self, X, y, reset):
         return _sk_validate_data(
@@ -379,12 +451,7 @@ class _BaseMLP(BaseEstimator):
         """Pre-activation of the output layer, (N, n_outputs), in the model's dtype."""
         check_is_fitted(self)
         X = _sk_validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        m = self.model_
-        a = m.transform_inputs(X)
-        for layer in m.layers[:-1]:
-            a = ops.dense_forward(a, layer.W, layer.b, layer.activation, backend=m.backend)
-        last = m.layers[-1]
-        return ops.dense_forward(a, last.W, last.b, "linear", backend=m.backend)
+        return self._logits_arrays(X)
 
     # --- pickling: the model travels as fastface's own file format (no pickle inside) ----------
     def __getstate__(self):
@@ -423,8 +490,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     See the module docstring for the parameters. Fitted attributes: ``classes_``,
     ``coefs_``, ``intercepts_``, ``n_iter_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
-    ``t_``, ``n_features_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_`` and
-    ``model_`` (the fastface Sequential).
+    ``t_``, ``n_features_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``,
+    ``validation_scores_`` and ``best_validation_score_`` (with early_stopping) and ``model_``
+    (the fastface Sequential).
 
     Two classes: one sigmoid output, ``predict`` gives ``classes_[1]`` where ``p >= 0.5``,
     ``decision_function`` the logit (N,). More: softmax, ``decision_function`` the logits
@@ -432,6 +500,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _y_numeric = False
+    _stratify = True
+
+    def _score_encoded(self, X, Y):
+        """Accuracy on encoded targets (0/1, class indices, or an indicator matrix)."""
+        z = self._logits_arrays(X).astype(np.float64)
+        if self._multilabel:
+            return float(np.mean(np.all((ACTIVATIONS["sigmoid"](z) >= 0.5) == (Y >= 0.5), axis=1)))
+        if z.shape[1] == 1:
+            return float(np.mean((ACTIVATIONS["sigmoid"](z[:, 0]) >= 0.5) == (Y >= 0.5)))
+        return float(np.mean(np.argmax(z, axis=1) == Y))
 
     def fit(self, X, y, sample_weight=None):
         """Train for up to ``max_iter`` epochs; returns self."""
@@ -555,6 +633,13 @@ class MLPRegressor(MultiOutputMixin, RegressorMixin, _BaseMLP):
     """
 
     _y_numeric = True
+    _stratify = False
+
+    def _score_encoded(self, X, Y):
+        """R^2 (averaged over outputs), as ``score``."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(Y, self._logits_arrays(X).astype(np.float64)))
     _out_activation = "linear"
     _loss = "mse"
 

@@ -26,6 +26,8 @@ from fastface.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 CHECKED = [
     MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01, random_state=0),
     MLPRegressor(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01, random_state=0),
+    MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.1, early_stopping=True,
+                  max_iter=100, random_state=0),
 ]
 
 
@@ -217,3 +219,25 @@ def test_bad_parameters_fail_at_fit_with_a_clear_message(params, exc, match):
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(np.ones((5, 2)), np.zeros(5))
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_early_stopping_keeps_the_best_validation_epoch(digits, Est):
+    X_tr, _, y_tr, _ = digits
+    X = X_tr / 16.0
+    y = y_tr if Est is MLPClassifier else X[:, 36] * 2 - X[:, 20]
+    est = Est(hidden_layer_sizes=(32,), early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
+              tol=1e-3, max_iter=300, learning_rate_init=0.01, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est.fit(X, y)  # stops on the validation score long before max_iter
+    scores = est.validation_scores_
+    assert len(scores) == est.n_iter_ < 300 and est.best_loss_ is None
+    assert est.best_validation_score_ == max(scores) > 0.8
+    # the weights kept are the best epoch's: re-scoring the held-out part reproduces the best score
+    from sklearn.model_selection import train_test_split
+
+    Y = est._encode_targets(y, False, None)
+    _, val = train_test_split(np.arange(len(X)), test_size=0.2, random_state=0,
+                              stratify=Y if Est is MLPClassifier else None)
+    assert est._score_encoded(X[val], Y[val] if Y.ndim == 1 else Y[val]) == pytest.approx(est.best_validation_score_)
