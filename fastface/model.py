@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 
 from . import _fused, losses, ops, optim
-from .activations import check_activation
+from .activations import DERIVATIVES, check_activation
 from .backends import get as _get_backend
 from .callbacks import Callback, EarlyStopping, ProgressBar
 from .io import load_npz, save_npz
@@ -886,15 +886,17 @@ class _EpochState:
                 correct += float(np.sum((a >= 0.5) == (yb >= 0.5)))
                 counted += a.size
             da = dz.astype(m.dtype, copy=False)
-            for l in range(len(layers) - 1, -1, -1):
+            for l in range(len(layers) - 1, 0, -1):
                 layer = layers[l]
                 out = z if l == len(layers) - 1 else xs[l + 1]
                 activation = "linear" if l == len(layers) - 1 else layer.activation
                 da, dW, db = ops.dense_backward(xs[l], layer.W, out, da, activation, backend=backend)
                 grads[l][0][...] = dW
                 grads[l][1][...] = db
-            if not np.all(np.isfinite(m._grad)):
-                self._diverged(1, epoch, batch, history)
+            # the first layer: no dx (nothing needs the gradient of the input)
+            dz0 = da if len(layers) == 1 else DERIVATIVES[layers[0].activation](xs[1], da)
+            grads[0][0][...] = ops.matmul(xs[0].T, dz0, backend=backend)
+            np.sum(dz0, axis=0, out=grads[0][1])
             loss_sum += value * len(idx)
             if not m.optimizer.step(m.theta, m._grad, self.table):
                 self._diverged(2, epoch, batch, history)
@@ -904,7 +906,7 @@ class _EpochState:
         why = (
             "the loss or its gradient became NaN/inf"
             if status == 1
-            else "a weight update overflowed to NaN/inf"
+            else "the gradient or a weight update became NaN/inf"
         )
         raise TrainingDivergedError(
             f"fit: training diverged at epoch {epoch + 1}, batch {batch + 1}: {why}. The model keeps "

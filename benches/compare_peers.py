@@ -1,0 +1,299 @@
+"""fastface vs PyTorch (CPU, eager) vs scikit-learn's MLPClassifier, in one run.
+
+    python benches/compare_peers.py [--quick] [--repeats R]
+
+Configurations (issue 3):
+  course  400-25-15-1 sigmoid, BCE, SGD lr 0.1, batch 32, n = 1000, float32   (epoch time)
+  wide    4096-1024-512-40 relu/softmax, CCE, SGD lr 0.01, batch 128, n = 2048  (epoch time)
+  predict one example through the course net                                   (latency)
+
+Every framework trains the same architecture on the same data (uniform 0..1 inputs, labels
+from a fixed random linear rule) with the same batch size and optimizer; compilation and
+first-call costs are excluded (one warm-up epoch each); times are the best of R repeats of
+wall-clock time (the machine is shared, so the best is the least disturbed). Threads are
+treated alike: PyTorch is timed at its default thread count and at 1 thread, fastface with
+its BLAS at the default and limited to 1 thread (threadpoolctl, when installed); each side's
+faster setting is the one compared.
+Results are checked: every framework's training loss must stay finite (and is printed), and fastface's
+predictions must match a plain NumPy forward pass. Absent peers are reported, not fatal.
+
+Prints one line per framework and configuration, with the ratio peer_time / fastface_time
+(> 1 means fastface is faster), then the targets: course epoch >= 20x PyTorch and >= 10x
+scikit-learn, wide epoch >= 1.0x PyTorch, one-example predict <= 5 us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import warnings
+
+import numpy as np
+
+import fastface as ff
+
+COURSE = dict(name="course", sizes=(400, 25, 15, 1), hidden="sigmoid", n=1000, batch=32, lr=0.1)
+WIDE = dict(name="wide", sizes=(4096, 1024, 512, 40), hidden="relu", n=2048, batch=128, lr=0.01)
+
+
+def make_data(cfg, seed=0):
+    rng = np.random.default_rng(seed)
+    IN, OUT = cfg["sizes"][0], cfg["sizes"][-1]
+    X = rng.random((cfg["n"], IN), dtype=np.float32)
+    proj = rng.normal(size=(IN, max(OUT, 2))).astype(np.float32)
+    scores = (X - 0.5) @ proj
+    y = (scores[:, 0] > 0).astype(np.int64) if OUT == 1 else scores.argmax(axis=1)
+    return X, y
+
+
+def best_of(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# --- fastface ---------------------------------------------------------------------------------
+def bench_fastface(cfg, X, y, repeats, epochs_per_repeat):
+    sizes = cfg["sizes"]
+    out_act = "sigmoid" if sizes[-1] == 1 else "softmax"
+    layers = [ff.Dense(u, cfg["hidden"]) for u in sizes[1:-1]] + [ff.Dense(sizes[-1], out_act)]
+    model = ff.Sequential(layers, input_dim=sizes[0], dtype="float32", seed=0)
+    loss = "binary_crossentropy" if sizes[-1] == 1 else "categorical_crossentropy"
+    model.compile(loss=loss, optimizer="sgd", learning_rate=cfg["lr"])
+    first = model.fit(X, y, epochs=1, batch_size=cfg["batch"], verbose=0)["loss"][0]  # warm-up (compiles)
+    losses = []
+
+    def run():
+        losses.extend(model.fit(X, y, epochs=epochs_per_repeat, batch_size=cfg["batch"], verbose=0)["loss"])
+
+    t = best_of(run, repeats) / epochs_per_repeat
+    assert np.isfinite(losses).all(), losses
+    ref = X[:64]
+    for layer in model.layers:  # plain NumPy forward as the check
+        ref = ff.activations.ACTIVATIONS[layer.activation](ref @ layer.W + layer.b)
+    np.testing.assert_allclose(model.predict(X[:64]), ref, rtol=1e-3, atol=1e-5)
+    path = "fused" if model.uses_fused_path(cfg["batch"]) else "per-layer"
+    return t, f"loss {first:.3f} -> {losses[-1]:.3f}, {path} path", model
+
+
+def bench_fastface_predict(model, x, n=20000):
+    model.predict(x)
+    out = model.predict(x)
+    ref = model.forward_all(x[None, :])[-1]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-6)
+    return best_of(lambda: [model.predict(x) for _ in range(n)], 5) / n
+
+
+# --- PyTorch ----------------------------------------------------------------------------------
+def bench_torch(cfg, X, y, repeats, epochs_per_repeat, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    sizes = cfg["sizes"]
+    act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU}[cfg["hidden"]]
+    mods = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        mods.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            mods.append(act())
+    net = torch.nn.Sequential(*mods)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"])
+    tX = torch.from_numpy(X)
+    if sizes[-1] == 1:
+        lossf, ty = torch.nn.BCEWithLogitsLoss(), torch.from_numpy(y.astype(np.float32)[:, None])
+    else:
+        lossf, ty = torch.nn.CrossEntropyLoss(), torch.from_numpy(y)
+    B, N = cfg["batch"], len(X)
+    losses = []
+
+    def epoch():
+        perm = torch.randperm(N)
+        total = 0.0
+        for s in range(0, N, B):
+            idx = perm[s : s + B]
+            opt.zero_grad()
+            loss = lossf(net(tX[idx]), ty[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(total / N)
+
+    epoch()
+    t = best_of(lambda: [epoch() for _ in range(epochs_per_repeat)], repeats) / epochs_per_repeat
+    assert np.isfinite(losses).all(), losses
+    return t, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {threads} thread(s)", net
+
+
+def bench_torch_predict(net, x, n=20000):
+    import torch
+
+    tx = torch.from_numpy(x[None, :])
+    with torch.no_grad():
+        net(tx)
+        return best_of(lambda: [net(tx) for _ in range(n)], 5) / n
+
+
+# --- scikit-learn -----------------------------------------------------------------------------
+def bench_sklearn(cfg, X, y, repeats, epochs_per_repeat):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    sizes = cfg["sizes"]
+    clf = MLPClassifier(
+        hidden_layer_sizes=sizes[1:-1],
+        activation={"sigmoid": "logistic", "relu": "relu"}[cfg["hidden"]],
+        solver="sgd",
+        learning_rate_init=cfg["lr"],
+        momentum=0.0,
+        nesterovs_momentum=False,
+        batch_size=cfg["batch"],
+        alpha=0.0,
+        shuffle=True,
+        random_state=0,
+    )
+    classes = np.unique(y)
+    losses = []
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.partial_fit(X, y, classes=classes)
+        losses.append(clf.loss_)
+
+    epoch()
+    t = best_of(lambda: [epoch() for _ in range(epochs_per_repeat)], repeats) / epochs_per_repeat
+    assert np.isfinite(losses).all(), losses
+    return t, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, dtype {clf.coefs_[0].dtype}", clf
+
+
+def bench_sklearn_predict(clf, x, n=5000):
+    xx = x[None, :]
+    clf.predict_proba(xx)
+    return best_of(lambda: [clf.predict_proba(xx) for _ in range(n)], 3) / n
+
+
+def fmt(seconds):
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:9.2f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:9.3f} ms"
+    return f"{seconds:9.3f} s "
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (default 7, quick 2)")
+    parser.add_argument("--skip-wide", action="store_true", help="skip the wide net (slowest part)")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 7)
+    print(f"fastface {ff.__version__} | numpy {np.__version__} | {platform.processor() or platform.machine()} | "
+          f"backends {ff.available_backends()} | best of {repeats} repeats, wall clock")
+
+    peers = {}
+    try:
+        import torch
+
+        peers["torch"] = torch.__version__
+    except ImportError as exc:
+        print(f"PyTorch: absent ({exc}); skipped")
+    try:
+        import sklearn
+
+        peers["sklearn"] = sklearn.__version__
+    except ImportError as exc:
+        print(f"scikit-learn: absent ({exc}); skipped")
+
+    torch_threads = None
+    if "torch" in peers:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        thread_settings = (None, 1)
+
+        def limit(threads):
+            return threadpool_limits(limits=threads)
+
+    except ImportError:
+        import contextlib
+
+        print("threadpoolctl: absent; fastface timed at the default BLAS thread count only")
+        thread_settings = (None,)
+
+        def limit(threads):
+            return contextlib.nullcontext()
+
+    results = {}
+    configs = [COURSE] + ([] if args.skip_wide else [WIDE])
+    for cfg in configs:
+        X, y = make_data(cfg)
+        course = cfg is COURSE
+        epr = (20 if course else 1) if not args.quick else (5 if course else 1)
+        reps = repeats if course else max(2, repeats // 3)
+        t_ff = None
+        for threads in thread_settings:
+            with limit(threads):
+                t, note, m = bench_fastface(cfg, X, y, reps, epr)
+            label = "default" if threads is None else f"{threads}thr"
+            print(f"{cfg['name']:7s} epoch  fastface {label:7s}{fmt(t)}          ({note})")
+            if t_ff is None or t < t_ff:
+                t_ff, model, ff_threads = t, m, threads
+        results[(cfg["name"], "fastface")] = t_ff
+        if "torch" in peers:
+            best = None
+            for threads in sorted({1, torch_threads}, reverse=True):
+                t, note, net = bench_torch(cfg, X, y, reps, epr, threads)
+                print(f"{cfg['name']:7s} epoch  torch {threads}thr     {fmt(t)}  {t / t_ff:6.2f}x   ({note})")
+                if best is None or t < best[0]:
+                    best = (t, net)
+            results[(cfg["name"], "torch")] = best[0]
+            if course:
+                results["torch_net"] = best[1]
+        if "sklearn" in peers:
+            t, note, clf = bench_sklearn(cfg, X, y, reps, epr if course else 1)
+            print(f"{cfg['name']:7s} epoch  sklearn         {fmt(t)}  {t / t_ff:6.2f}x   ({note})")
+            results[(cfg["name"], "sklearn")] = t
+            if course:
+                results["sk_clf"] = clf
+        if course:
+            x = X[0].copy()
+            with limit(ff_threads):
+                t1 = bench_fastface_predict(model, x)
+            print(f"predict 1 example fastface      {fmt(t1)}   1.00x")
+            results[("predict", "fastface")] = t1
+            if "torch_net" in results:
+                t = bench_torch_predict(results["torch_net"], x)
+                print(f"predict 1 example torch         {fmt(t)}  {t / t1:6.2f}x")
+            if "sk_clf" in results:
+                t = bench_sklearn_predict(results["sk_clf"], x)
+                print(f"predict 1 example sklearn       {fmt(t)}  {t / t1:6.2f}x")
+
+    print("targets:")
+
+    def target(label, ok, detail):
+        print(f"  [{'met' if ok else 'MISSED'}] {label}: {detail}")
+
+    c = results[("course", "fastface")]
+    if ("course", "torch") in results:
+        r = results[("course", "torch")] / c
+        target("course epoch >= 20x faster than PyTorch", r >= 20, f"{r:.1f}x")
+    if ("course", "sklearn") in results:
+        r = results[("course", "sklearn")] / c
+        target("course epoch >= 10x faster than scikit-learn", r >= 10, f"{r:.1f}x")
+    if ("wide", "torch") in results:
+        r = results[("wide", "torch")] / results[("wide", "fastface")]
+        target("wide epoch >= 1.0x PyTorch", r >= 1.0, f"{r:.2f}x")
+    p = results[("predict", "fastface")]
+    target("one-example predict <= 5 us", p <= 5e-6, f"{p * 1e6:.2f} us")
+
+
+if __name__ == "__main__":
+    main()
