@@ -305,3 +305,21 @@ def test_double_backward_is_refused():
     out = layer(x).sum()
     with pytest.raises(RuntimeError, match="differentiable once"):
         torch.autograd.grad(out, x, create_graph=True)
+
+
+def test_unsupported_device_is_refused_clearly():
+    layer = fft.Dense(3, 2, device="meta")
+    with pytest.raises(TypeError, match="device meta are not supported"):
+        layer(torch.empty(4, 3, device="meta"))
+
+
+def test_inference_mode_and_frozen_parameters():
+    layer = fft.Dense(5, 3, "softmax", dtype=torch.float64)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    want = torch.softmax(x @ layer.weight + layer.bias, dim=1)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), want)
+    layer.requires_grad_(False)
+    out = layer(x)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, want.detach())
