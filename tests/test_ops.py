@@ -49,10 +49,17 @@ def _on_sim(backend) -> bool:
     return backend == "cuda" and ON_SIM
 
 
+# Every tile / cache block in fastface.config that hypothesis may draw around (blocks larger
+# than MAX_TILE_DRAWN are crossed by the shrunken-block variants of the `backend` fixture).
+TILE_NAMES = ("TILE_M", "TILE_N", "TILE_K", "CUDA_TILE", "NUMBA_MC", "NUMBA_KC", "NUMBA_NC")
+MAX_TILE_DRAWN = 300
+
+
 def _tiles(backend):
     if _on_sim(backend):
         return [SIM_TILE]
-    return sorted({config.TILE_M, config.TILE_N, config.TILE_K, config.CUDA_TILE})
+    values = {getattr(config, name, None) for name in TILE_NAMES}
+    return sorted(v for v in values if isinstance(v, int) and 1 < v <= MAX_TILE_DRAWN)
 
 
 def special_dims(backend):
