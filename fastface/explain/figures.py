@@ -103,6 +103,43 @@ def make_figures(model, X, target, test, out):
         np.stack(maps).reshape(4, *SHAPE), os.path.join(out, "methods_output.png"), titles=names,
         overlay=photo, alpha=0.8, shared_scale=False, ncols=4,
         suptitle=f"Why 'person {person}' (p = {p[person]:.2f}, truth: person {int(target[i])}): four attributions")
+
+    # "Why isn't it 100%?": a held-out photo the model gets right without certainty; integrated
+    # gradients of the winning person's probability and of the runner-up's.
+    P = model.predict(X[test])
+    ok = np.flatnonzero(np.argmax(P, axis=1) == target[test])
+    conf = P[ok, target[test][ok]]
+    pick = ok[np.argmin(np.abs(conf - 0.6))] if ok.size else 0
+    j = int(test[pick])
+    xj, pj = X[j], P[pick]
+    first, second = (int(k) for k in np.argsort(-pj)[:2])
+    ig = [integrated_gradients(model, xj, 3, unit=k, return_gap=True) for k in (first, second)]
+    paths["why_not_100"] = save_grid(
+        np.stack([xj - X[test].mean(axis=0), ig[0][0], ig[1][0]]).reshape(3, *SHAPE),
+        os.path.join(out, "why_not_100.png"),
+        titles=["photo - mean photo", f"IG, p(person {first}) = {pj[first]:.2f} (gap {ig[0][1]:.2%})",
+                f"IG, p(person {second}) = {pj[second]:.2f} (gap {ig[1][1]:.2%})"],
+        overlay=xj.reshape(SHAPE), alpha=0.8, shared_scale=False, ncols=3,
+        suptitle=f"A photo of person {int(target[j])}: pixels for (red) / against (blue) each answer")
+
+    # "Is the photo compared with a reference picture?": the output unit's linear template vs
+    # the person's mean training photo, and the input that maximises the person's probability.
+    people = [int(target[i]) for i in test[:8:2]]
+    train = np.setdiff1d(np.arange(len(X)), test)
+    rows = []
+    for k in people:
+        mine = train[target[train] == k]
+        rows += [X[mine].mean(axis=0) - X[train].mean(axis=0),
+                 unit_images(model, 3, SHAPE, units=[k])[0].ravel(),
+                 maximize_unit(model, 3, k, steps=150).ravel()]
+    titles = []
+    for k in people:
+        titles += [f"person {k}: mean photo", "output template", "max-p input"]
+    paths["templates_output"] = save_grid(
+        np.stack(rows).reshape(len(rows), *SHAPE), os.path.join(out, "templates_output.png"),
+        titles=titles, shared_scale=False, colorbar=False, ncols=6,
+        suptitle="Each person: mean photo (minus the mean face), the output unit's linear template, "
+                 "the input maximising p")
     return paths
 
 
