@@ -99,6 +99,15 @@ def test_check_without_gpu_mentions_the_simulator(monkeypatch):
         cb.check()
 
 
+def test_check_with_gpu_but_no_nvvm_says_how_to_install(monkeypatch):
+    cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cb, "simulating", lambda: False)
+    monkeypatch.setattr(cb, "_nvvm_available", lambda: False)
+    with pytest.raises(BackendUnavailableError, match=r"numba-cuda\[cu12\]"):
+        cb.check()
+
+
 def test_listed_as_available(cuda_backend):
     assert "cuda" in backends.available_backends()
 

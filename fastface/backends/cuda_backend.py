@@ -86,6 +86,21 @@ def check() -> None:
         )
     if simulating():
         _give_simulator_arrays_an_interface()
+    elif not _nvvm_available():
+        raise BackendUnavailableError(
+            "a CUDA GPU is present but NVVM, the CUDA compiler library numba-cuda needs to "
+            "build kernels, cannot be loaded; install it with `pip install numba-cuda[cu12]` "
+            "(CUDA 12 driver) or `pip install numba-cuda[cu13]` (CUDA 13 driver)"
+        )
+
+
+def _nvvm_available() -> bool:
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        return bool(nvvm.is_available())
+    except Exception:  # noqa: BLE001 - any failure to load the library means "not available"
+        return False
 
 
 def _give_simulator_arrays_an_interface() -> None:
