@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._numba_act import FASTMATH, NONE, _bias_act_rows
-from ._numba_simd import NARROW, VEC_BYTES, WIDE, make_microkernel
+from ._numba_simd import NARROW, VEC_BYTES, WIDE, flat_span, make_microkernel
 
 __all__ = ["_gemm_naive", "_gemm_direct", "_gemm_serial", "_gemm_parallel", "MR_WIDE", "MR_NARROW"]
 
@@ -84,23 +84,40 @@ def _gemm_direct(A, B, C, b, act):
 
 
 @njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _flat(A):
+    """(flat, off, rs, cs): A[i, j] == flat[off + i*rs + j*cs] for a 2-D A of any strides."""
+    isz = A.itemsize
+    rs = A.strides[0] // isz
+    cs = A.strides[1] // isz
+    low = min(0, (A.shape[0] - 1) * rs) + min(0, (A.shape[1] - 1) * cs)
+    high = max(0, (A.shape[0] - 1) * rs) + max(0, (A.shape[1] - 1) * cs)
+    return flat_span(A, low, high - low + 1), -low, rs, cs
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
 def _pack_a(A, i0, mcur, p0, kcur, Ap):
     """Ap[(ip*kcur + k)*MR + r] = A[i0 + ip*MR + r, p0 + k]; rows past mcur are zero."""
     MR = MR_WIDE
     zero = Ap.dtype.type(0)
-    row_major = A.strides[1] == A.itemsize
+    flat, off, rs, cs = _flat(A)
     for ip in range((mcur + MR - 1) // MR):
         base = ip * kcur * MR
         rows = min(MR, mcur - ip * MR)
-        if row_major:  # read along rows of A, write with stride MR
+        src = off + (i0 + ip * MR) * rs + p0 * cs
+        if cs == 1:  # row-major A (x, dz): each row of the panel is a contiguous run
             for r in range(rows):
-                i = i0 + ip * MR + r
+                s = src + r * rs
                 for k in range(kcur):
-                    Ap[base + k * MR + r] = A[i, p0 + k]
-        else:  # column-major views (x.T): read down columns of A
+                    Ap[base + k * MR + r] = flat[s + k]
+        elif rs == 1 and rows == MR:  # column-major views (x.T): MR contiguous values per k
+            for k in range(kcur):
+                s = src + k * cs
+                for r in range(MR):
+                    Ap[base + k * MR + r] = flat[s + r]
+        else:
             for k in range(kcur):
                 for r in range(rows):
-                    Ap[base + k * MR + r] = A[i0 + ip * MR + r, p0 + k]
+                    Ap[base + k * MR + r] = flat[src + r * rs + k * cs]
         for r in range(rows, MR):
             for k in range(kcur):
                 Ap[base + k * MR + r] = zero
@@ -111,22 +128,30 @@ def _pack_b(B, p0, kcur, j0, ncur, Bp):
     """Bp[(jp*kcur + k)*NR + c] = B[p0 + k, j0 + jp*NR + c]; columns past ncur are zero."""
     NR = NV_WIDE * (VEC_BYTES // B.itemsize)
     zero = Bp.dtype.type(0)
-    row_major = B.strides[1] == B.itemsize
+    flat, off, rs, cs = _flat(B)
     for jp in range((ncur + NR - 1) // NR):
         base = jp * kcur * NR
-        j = j0 + jp * NR
         cols = min(NR, ncur - jp * NR)
-        if row_major:
+        src = off + p0 * rs + (j0 + jp * NR) * cs
+        if cs == 1:  # row-major B (W, dz): a contiguous copy of `cols` values per k
+            for k in range(kcur):
+                s = src + k * rs
+                d = base + k * NR
+                for c in range(cols):
+                    Bp[d + c] = flat[s + c]
+        elif rs == 1:  # column-major views (W.T): read down the columns
+            for c in range(cols):
+                s = src + c * cs
+                for k in range(kcur):
+                    Bp[base + k * NR + c] = flat[s + k]
+        else:
             for k in range(kcur):
                 for c in range(cols):
-                    Bp[base + k * NR + c] = B[p0 + k, j + c]
-        else:  # column-major views (W.T): read down columns of B
-            for c in range(cols):
-                for k in range(kcur):
-                    Bp[base + k * NR + c] = B[p0 + k, j + c]
-        for k in range(kcur):
-            for c in range(cols, NR):
-                Bp[base + k * NR + c] = zero
+                    Bp[base + k * NR + c] = flat[src + k * rs + c * cs]
+        if cols < NR:
+            for k in range(kcur):
+                for c in range(cols, NR):
+                    Bp[base + k * NR + c] = zero
 
 
 @njit(cache=True, fastmath=FASTMATH, nogil=True)

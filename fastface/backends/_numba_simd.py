@@ -34,9 +34,11 @@ import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
-__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes"]
+__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes", "flat_span"]
 
 
 def _host_vector_bytes() -> int:
@@ -138,6 +140,19 @@ def make_microkernel(MR: int, NV: int):
                 r = builder.select(builder.icmp_signed("<", ii, m), ii, last)
                 arows.append(builder.gep(abase, [builder.mul(r, a_rs)]))
 
+            # prefetch the C tile for writing: it is touched only after the k loop, and its rows
+            # lie c_rs apart (usually not in cache), so without this the tile update stalls
+            pf = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(ir.VoidType(), [pT, i32, i32, i32]), "llvm.prefetch.p0"
+            )
+            for i in range(MR):
+                ii = ir.Constant(I, i)
+                r = builder.select(builder.icmp_signed("<", ii, m), ii, last)
+                crow = builder.gep(cbase, [builder.mul(r, c_rs)])
+                for v in range(NV):
+                    ptr = builder.gep(crow, [ir.Constant(I, v * L)])
+                    builder.call(pf, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
             entry = builder.basic_block
             loop = builder.append_basic_block("mk.loop")
             done = builder.append_basic_block("mk.done")
@@ -195,3 +210,37 @@ def make_microkernel(MR: int, NV: int):
         return sig, codegen
 
     return mk
+
+
+@intrinsic
+def flat_span(typingctx, arr, lowest, span):
+    """A 1-D contiguous view of the `span` elements of memory that `arr` occupies.
+
+    ``lowest`` (elements, <= 0) is the offset of arr's lowest-addressed element from
+    ``arr[0, ..., 0]``; the caller computes it and ``span`` from arr's shape and strides, so
+    every element of arr lies inside the view and index ``-lowest + i*rs + j*cs`` is
+    ``arr[i, j]``. Lets packing loops index with strides known to be 1 (vectorisable) instead
+    of Numba's any-layout indexing. Shares arr's memory and keeps it alive (no copy).
+    """
+    if not isinstance(arr, types.Array):
+        return None
+    ret = types.Array(arr.dtype, 1, "C", readonly=not arr.mutable)
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, args[0])
+        low = context.cast(builder, args[1], sig.args[1], types.intp)
+        n = context.cast(builder, args[2], sig.args[2], types.intp)
+        out = context.make_array(sig.return_type)(context, builder)
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype)))
+        populate_array(
+            out,
+            data=builder.gep(src.data, [low]),
+            shape=cgutils.pack_array(builder, [n]),
+            strides=cgutils.pack_array(builder, [itemsize]),
+            itemsize=itemsize,
+            meminfo=src.meminfo,
+            parent=src.parent,
+        )
+        return impl_ret_borrowed(context, builder, sig.return_type, out._getvalue())
+
+    return ret(arr, lowest, span), codegen
