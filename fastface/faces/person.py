@@ -1,0 +1,160 @@
+"""PersonClassifier: "the probability that this photo shows person XYZ" (one sigmoid unit).
+
+Shapes: images (N, H, W) uint8 0..255 or float 0..1; target (N,) integer person ids;
+predict_proba -> (N,) calibrated P(person); predict -> (N,) 0/1 by the rule p >= threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import FaceModel, platt_fit, sigmoid
+
+__all__ = ["PersonClassifier"]
+
+
+class PersonClassifier(FaceModel):
+    """The course's one-person model: photo -> hidden sigmoid layers -> P(photo shows `person`).
+
+    Why is the probability for a photo of XYZ not 100%? The network has only seen a handful of
+    photos of XYZ, and a new photo differs from all of them in pose, light and expression, so
+    some of the evidence always looks like other people. The calibration fitted on held-out
+    photos turns the raw score into how often such a score really was XYZ, and that frequency
+    is below 1 wherever the held-out photos showed mistakes or near misses.
+
+    person: the id in `target` (or a name in `names` passed to fit). hidden: sizes of the
+    sigmoid hidden layers, (25, 15) as in the course. The 1-positive-in-40 imbalance is
+    handled by class weights that give both classes equal total weight. calibration:
+    'platt' (P = sigmoid(a z + b), default) or 'temperature' (P = sigmoid(z / T)), fitted on
+    out-of-fold scores of `cv` folds (stratified), after which the final network is trained
+    on all the photos; None skips it. See FaceModel for the training options.
+    """
+
+    kind = "person"
+
+    def __init__(self, person, hidden=(25, 15), *, activation="sigmoid", calibration="platt", cv=3,
+                 threshold=0.5, normalize=True, whiten=100, shifts=1, mirror=True, epochs=30,
+                 batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
+        super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
+                         shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, weight_decay=weight_decay, seed=seed, verbose=verbose)
+        if isinstance(person, bool) or not isinstance(person, (int, np.integer, str)):
+            raise TypeError(f"PersonClassifier: person must be an id (int) or a name (str); got {person!r}")
+        if calibration not in ("platt", "temperature", None):
+            raise ValueError(f"PersonClassifier: calibration must be 'platt', 'temperature' or None; "
+                             f"got {calibration!r}")
+        if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+            raise ValueError(f"PersonClassifier: cv must be an integer >= 2 (folds); got {cv!r}")
+        self.person = person if isinstance(person, str) else int(person)
+        self.calibration = calibration
+        self.cv = int(cv)
+        self.threshold = _threshold(threshold)
+        self.label = None
+        self.calib = (1.0, 0.0)
+
+    def get_params(self) -> dict:
+        return {**super().get_params(), "person": self.person, "calibration": self.calibration,
+                "cv": self.cv, "threshold": self.threshold}
+
+    def _state(self):
+        return {"label": self.label, "calib": list(self.calib)}
+
+    def _set_state(self, state, arrays):
+        self.label = int(state["label"])
+        self.calib = tuple(float(v) for v in state["calib"])
+
+    def _resolve(self, target, names):
+        if isinstance(self.person, str):
+            if names is None or self.person not in list(names):
+                raise ValueError(f"PersonClassifier.fit: person {self.person!r} is not among the names "
+                                 f"{list(names)[:10] if names is not None else None}; pass names=... "
+                                 "or an integer id")
+            return list(names).index(self.person)
+        present = np.unique(target)
+        if self.person not in present:
+            raise ValueError(f"PersonClassifier.fit: person {self.person} is not in the data; the target "
+                             f"holds ids {present.min()}..{present.max()} ({len(present)} people). "
+                             "Choose one of those")
+        return self.person
+
+    def fit(self, images, target, names=None):
+        """Train on photos (N, H, W) and person ids (N,); returns self."""
+        x, t = self._fit_inputs(images, target)
+        self.label = int(self._resolve(t, names))
+        y = (t == self.label).astype(np.int64)
+        if y.sum() < 2 or (1 - y).sum() < 2:
+            raise ValueError(f"PersonClassifier.fit: need at least 2 photos of person {self.person} and 2 of "
+                             f"others; got {int(y.sum())} and {int((1 - y).sum())}")
+        n_classes = len(np.unique(t))
+        self.names = list(names) if names is not None else [str(i) for i in range(int(t.max()) + 1)]
+        self._fit_frontend(x)
+        weights = {0: len(y) / (2.0 * (1 - y).sum()), 1: len(y) / (2.0 * y.sum())}
+        if self.calibration is not None:
+            folds = _stratified_folds(y, min(self.cv, int(y.sum())), self.seed)
+            z = np.empty(len(y))
+            for k, test in enumerate(folds):
+                train = np.setdiff1d(np.arange(len(y)), test)
+                net = self._train(x[train], y[train], 1, "sigmoid", class_weight=weights, seed_offset=k + 1)
+                z[test] = self._logits(self.frontend.transform(x[test]), net)[:, 0]
+            if self.calibration == "platt":
+                self.calib = platt_fit(z, y)
+            else:
+                a, _ = platt_fit(z, y)  # temperature: slope only, through the origin
+                self.calib = (_temperature(z, y), 0.0) if a > 0 else (a, 0.0)
+        self.model = self._train(x, y, 1, "sigmoid", class_weight=weights)
+        self.n_classes_ = n_classes
+        return self
+
+    def decision_function(self, images):
+        """Raw score z (N,) of the output unit before the sigmoid (higher = more like the person)."""
+        return self._logits(self._features(images, "decision_function", single=True))[:, 0]
+
+    def predict_proba(self, images):
+        """Calibrated P(photo shows the person), (N,)."""
+        a, b = self.calib
+        return sigmoid(a * self.decision_function(images) + b)
+
+    def predict(self, images, threshold=None):
+        """1 where predict_proba >= threshold (default: the stored threshold, 0.5), else 0; (N,)."""
+        t = self.threshold if threshold is None else _threshold(threshold)
+        return (self.predict_proba(images) >= t).astype(np.int64)
+
+
+def _threshold(t):
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise TypeError(f"threshold must be a number in [0, 1]; got {t!r}") from None
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1] (rule: p >= threshold); got {t}")
+    return t
+
+
+def _stratified_folds(y, k, seed):
+    rng = np.random.default_rng(seed)
+    folds = [[] for _ in range(k)]
+    for cls in np.unique(y):
+        idx = rng.permutation(np.nonzero(y == cls)[0])
+        for i, j in enumerate(idx):
+            folds[i % k].append(j)
+    return [np.sort(np.asarray(f, dtype=np.int64)) for f in folds]
+
+
+def _temperature(z, y):
+    """T > 0 minimising the log-loss of sigmoid(z / T) (golden-section search on log T)."""
+    z = np.asarray(z, np.float64)
+    y = np.asarray(y, np.float64)
+
+    def nll(logt):
+        s = z / np.exp(logt)
+        return float(np.mean(np.logaddexp(0, s) - y * s))
+
+    lo, hi = -5.0, 5.0
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(80):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp(-(lo + hi) / 2))
