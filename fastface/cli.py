@@ -18,6 +18,8 @@ from .backends import BackendUnavailableError
 COMMAND_MODULES = (
     "fastface.commands.bench",
     "fastface.commands.explain",
+    "fastface.commands.faces",
+    "fastface.commands.demo",
 )
 
 
