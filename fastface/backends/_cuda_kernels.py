@@ -40,8 +40,23 @@ from functools import lru_cache
 
 import numpy as np
 from numba import cuda
+from numba.cuda.core import config as _numba_cuda_config
 
 FASTMATH = False
+_SIMULATOR = bool(_numba_cuda_config.ENABLE_CUDASIM)
+
+
+def _kernel(threads_per_block: int):
+    """cuda.jit for a kernel launched with at most `threads_per_block` threads a block.
+
+    The launch bound makes the compiler keep registers within what a full block may use
+    (65536 / threads_per_block per thread), so a launch never fails with "too many
+    resources requested" (the register-blocked matmul wants 80-124 registers otherwise).
+    The simulator takes no launch bounds.
+    """
+    if _SIMULATOR:
+        return cuda.jit(fastmath=FASTMATH)
+    return cuda.jit(fastmath=FASTMATH, launch_bounds=int(threads_per_block))
 
 
 # --- per-dtype device functions --------------------------------------------------------------
@@ -118,7 +133,7 @@ def matmul(tile: int, dtype_name: str, trans_a: bool, trans_b: bool, activation:
     zero = nb.type(0)
     act = device_functions(dtype_name)[0][activation]
 
-    @cuda.jit(fastmath=FASTMATH)
+    @_kernel(T * T)
     def kernel(A, B, bias, C):
         sA = cuda.shared.array((T, T1), nb)  # sA[i, k] = opA[row0 + i, k0 + k]
         sB = cuda.shared.array((T, T1), nb)  # sB[k, j] = opB[k0 + k, col0 + j]
@@ -200,7 +215,7 @@ def matmul_rb(tile: int, reg: int, dtype_name: str, trans_a: bool, trans_b: bool
     zero = nb.type(0)
     act = device_functions(dtype_name)[0][activation]
 
-    @cuda.jit(fastmath=FASTMATH)
+    @_kernel(T * T)
     def kernel(A, B, bias, C):
         sA = cuda.shared.array((BM, T1), nb)  # sA[i, k] = opA[row0 + i, k0 + k]
         sB = cuda.shared.array((T, BM1), nb)  # sB[k, j] = opB[k0 + k, col0 + j]
@@ -286,7 +301,7 @@ def softmax_rows(threads: int, dtype_name: str):
     nb = np.dtype(dtype_name)
     zero = nb.type(0)
 
-    @cuda.jit(fastmath=FASTMATH)
+    @_kernel(R)
     def kernel(Z, out):
         buf = cuda.shared.array(R, nb)
         t = cuda.threadIdx.x
@@ -344,7 +359,7 @@ def softmax_dz(threads: int, dtype_name: str):
     nb = np.dtype(dtype_name)
     zero = nb.type(0)
 
-    @cuda.jit(fastmath=FASTMATH)
+    @_kernel(R)
     def kernel(a, da, dz):
         buf = cuda.shared.array(R, nb)
         t = cuda.threadIdx.x
@@ -389,7 +404,7 @@ def dz_colsum(tile: int, dtype_name: str, activation: str, write_dz: bool):
     zero = nb.type(0)
     deriv = device_functions(dtype_name)[1][activation]
 
-    @cuda.jit(fastmath=FASTMATH)
+    @_kernel(T * T)
     def kernel(a, da, dz, db):
         buf = cuda.shared.array((T, T1), nb)  # buf[ty, tx]: partial sum of column tx
         tx = cuda.threadIdx.x
@@ -429,7 +444,7 @@ def sigmoid(dtype_name: str):
     """Kernel out (M, P) = sigmoid(z (M, P)); 1-D launch, grid-stride over the M * P elements."""
     sig = device_functions(dtype_name)[0]["sigmoid"]
 
-    @cuda.jit(fastmath=FASTMATH)
+    @_kernel(1024)
     def kernel(z, out):
         M = z.shape[0]
         P = z.shape[1]
@@ -445,7 +460,7 @@ def sigmoid(dtype_name: str):
 def fill(dtype_name: str):
     """Kernel out (L,) = value; 1-D launch, grid-stride."""
 
-    @cuda.jit(fastmath=FASTMATH)
+    @_kernel(1024)
     def kernel(out, value):
         for idx in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
             out[idx] = value

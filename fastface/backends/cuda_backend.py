@@ -228,17 +228,19 @@ def zeros(shape, dtype):
 # --- kernels launched ------------------------------------------------------------------------
 # Register blocking of the matmul: with outputs of at least REG_BLOCK * T rows and columns,
 # each thread computes REG_BLOCK x REG_BLOCK outputs (kernel matmul_rb), provided its two
-# shared tiles fit the 48 KiB of static shared memory a block may use; smaller outputs (the
+# shared tiles fit the 48 KiB of static shared memory a block may use and the block has at
+# most RB_MAX_THREADS threads (more would force the compiler to spill); smaller outputs (the
 # course's 32 x 25 layer, dW of a narrow layer) keep one output per thread (kernel matmul),
 # which leaves more blocks to spread over the multiprocessors.
 REG_BLOCK = 4
 SHARED_BYTES = 48 * 1024
+RB_MAX_THREADS = 256  # 16 x 16: the 80-124 registers a thread wants still fit a block
 
 
 def _use_register_blocking(M: int, P: int, tile: int, itemsize: int) -> bool:
     bm = REG_BLOCK * tile
     shared = (bm * (tile + 1) + tile * (bm + 1)) * itemsize
-    return min(M, P) >= bm and shared <= SHARED_BYTES
+    return min(M, P) >= bm and shared <= SHARED_BYTES and tile * tile <= RB_MAX_THREADS
 
 
 def _launch_matmul(A, B, bias, C, trans_a: bool, trans_b: bool, activation: str) -> None:
