@@ -7,6 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="fastface.torch needs PyTorch (pip install fastface[torch])")
 
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
 import fastface  # noqa: E402
 import fastface.ops  # noqa: E402
 import fastface.torch as fft  # noqa: E402
@@ -28,7 +31,7 @@ def _strided(shape, dtype, gen, requires_grad=False):
     n, m = shape
     big = torch.randn(2 * n + 1, 3 * m, dtype=dtype, generator=gen)
     t = big[1::2, ::3]
-    assert t.shape == shape and not t.is_contiguous()
+    assert t.shape == shape and (min(shape) == 1 or not t.is_contiguous())
     return t.requires_grad_(requires_grad)
 
 
@@ -78,6 +81,33 @@ def test_forward_backward_match_torch(backend, activation, dtype):
     torch.testing.assert_close(x2.grad, x1.grad, **TOL[dtype])
     torch.testing.assert_close(layer.weight.grad, lin.weight.grad.T, **TOL[dtype])
     torch.testing.assert_close(layer.bias.grad, lin.bias.grad, **TOL[dtype])
+
+
+@given(
+    N=st.integers(1, 40), IN=st.integers(1, 37), OUT=st.integers(1, 19),
+    activation=st.sampled_from(NAMES), backend=st.sampled_from(HOST_BACKENDS),
+    dtype=st.sampled_from([torch.float32, torch.float64]), strided=st.booleans(), seed=st.integers(0, 2**16),
+)
+def test_random_shapes_match_torch(N, IN, OUT, activation, backend, dtype, strided, seed):
+    """Sizes 1, primes, odd widths; inputs sliced from larger tensors; one random upstream grad."""
+    gen = torch.Generator().manual_seed(seed)
+    if strided:
+        x = _strided((N, IN), dtype, gen)
+    else:
+        x = torch.randn(N, IN, dtype=dtype, generator=gen)
+    W = torch.randn(IN, OUT, dtype=dtype, generator=gen) / IN**0.5
+    b = torch.randn(OUT, dtype=dtype, generator=gen)
+    g = torch.randn(N, OUT, dtype=dtype, generator=gen)
+    x1, W1, b1 = (t.detach().clone().requires_grad_(True) for t in (x, W, b))
+    x2, W2, b2 = (t.detach().clone().requires_grad_(True) for t in (x, W, b))
+    ref = TORCH_ACT[activation](x1 @ W1 + b1)
+    out = fft.DenseFunction.apply(x2, W2, b2, activation, backend)
+    tol = TOL[dtype] if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5 * max(1.0, IN**0.5))
+    torch.testing.assert_close(out, ref, **tol)
+    ref.backward(g)
+    out.backward(g)
+    for mine, theirs in ((x2, x1), (W2, W1), (b2, b1)):
+        torch.testing.assert_close(mine.grad, theirs.grad, **tol)
 
 
 def test_leading_dimensions_are_flattened():
