@@ -84,10 +84,10 @@ def _finite(x):
 # --- activations in place on one row --------------------------------------------------------
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _sigmoid1(z):
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+    """Overflow-safe logistic without a branch: exp is only taken of -|z| <= 0."""
+    e = math.exp(-abs(z))
+    s = 1.0 / (1.0 + e)
+    return s if z >= 0 else e * s
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -142,6 +142,53 @@ def _derivative_row(A, D, base, OUT, code):
             D[base + o] = A[base + o] * (D[base + o] - s)
 
 
+@njit(fastmath=FASTMATH, cache=True)
+def _bias_act_block(A, base, nb, OUT, b, code):
+    """The (nb, OUT) block of A at base: z += b then a = act(z), in place.
+
+    Elementwise activations run as one loop over the whole contiguous block per activation
+    (the dispatch on `code` is outside the loops); softmax goes row by row.
+    """
+    for r in range(nb):
+        row = base + r * OUT
+        for o in range(OUT):
+            A[row + o] += b[o]
+    n = nb * OUT
+    if code == 1:
+        for i in range(base, base + n):
+            A[i] = _sigmoid1(A[i])
+    elif code == 2:
+        for i in range(base, base + n):
+            v = A[i]
+            A[i] = v if v > 0 else v * 0.0  # v * 0 keeps NaN a NaN
+    elif code == 3:
+        for i in range(base, base + n):
+            A[i] = math.tanh(A[i])
+    elif code == 4:
+        for r in range(nb):
+            _activate_row(A, base + r * OUT, OUT, code)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _derivative_block(A, D, base, nb, OUT, code):
+    """D <- act'(a) * da on the (nb, OUT) block at base, from the forward output a in A."""
+    n = nb * OUT
+    if code == 1:
+        for i in range(base, base + n):
+            a = A[i]
+            D[i] *= a * (1.0 - a)
+    elif code == 2:
+        for i in range(base, base + n):
+            D[i] = D[i] if A[i] > 0 else D[i] * 0.0
+    elif code == 3:
+        for i in range(base, base + n):
+            a = A[i]
+            D[i] *= 1.0 - a * a
+    elif code == 4:
+        for r in range(nb):
+            _derivative_row(A, D, base + r * OUT, OUT, code)
+
+
 # --- forward --------------------------------------------------------------------------------
 @njit(fastmath=FASTMATH, cache=True)
 def _weights(theta, table, l):
@@ -177,14 +224,8 @@ def _forward(xb, nb, theta, table, A, last_linear):
             np.dot(xb, W, out)
         else:
             np.dot(_block(A, table, l - 1, nb), W, out)
-        apply = not (last_linear and l == L - 1)
-        base = table[l, 4]
-        for r in range(nb):
-            row = base + r * OUT
-            for o in range(OUT):
-                A[row + o] += b[o]
-            if apply:
-                _activate_row(A, row, OUT, table[l, 5])
+        code = 0 if (last_linear and l == L - 1) else table[l, 5]
+        _bias_act_block(A, table[l, 4], nb, OUT, b, code)
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -333,9 +374,7 @@ def _backward(xb, nb, theta, grad, table, A, D):
         if l > 0:
             IN = table[l, 0]
             np.dot(dz, W.T, _block(D, table, l - 1, nb))
-            pbase = table[l - 1, 4]
-            for r in range(nb):
-                _derivative_row(A, D, pbase + r * IN, IN, table[l - 1, 5])
+            _derivative_block(A, D, table[l - 1, 4], nb, IN, table[l - 1, 5])
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -457,8 +496,11 @@ def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, h
     for start in range(0, N, B):
         nb = min(B, N - start)
         xv = xb[:nb]
+        IN = X.shape[1]
         for r in range(nb):
-            xv[r, :] = X[perm[start + r], :]
+            src = perm[start + r]
+            for k in range(IN):
+                xv[r, k] = X[src, k]
         _forward(xv, nb, theta, table, A, True)
         value = _output_loss(A, D, Y, sw, perm, start, nb, OUT, table[L - 1, 4], table[L - 1, 5], loss, metric, stats)
         if not _finite(value):
