@@ -38,6 +38,8 @@ Usage:
     python benches/cuda_lab.py --kernel matmul --version 3 --block 16 32
     python benches/cuda_lab.py --sizes 32x400x25 1024x4096x1024 --dtype float32
     python benches/cuda_lab.py --sim                   # CUDA simulator: small shapes, smoke check
+    python benches/cuda_lab.py --ptx 90                # no GPU: compile every kernel for sm_90,
+                                                       # registers/spills/smem via ptxas if present
 Without a GPU the simulator is switched on automatically (small shapes, no meaningful timings).
 Exit status 1 if any check against the reference fails.
 """
@@ -81,6 +83,11 @@ def _parse(argv=None):
     p.add_argument("--dtype", choices=("float32", "float64"), nargs="+", default=["float32"], help="dtypes (default float32)")
     p.add_argument("--repeat", type=int, default=None, help="timed runs per line (default 20 on a GPU, 1 on the simulator)")
     p.add_argument("--sim", action="store_true", help="force Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+    p.add_argument("--ptx", metavar="CC", nargs="?", const="90", default=None,
+                   help="no GPU needed: compile every kernel of the backend to PTX for compute capability "
+                   "CC (default 90, i.e. sm_90) with NVVM, and, when ptxas is found (PATH or $CUDA_HOME/bin), "
+                   "report registers, spills and shared memory per thread block and whether a full block "
+                   "fits the 65536-register file; exits 1 on a compile failure or a block that cannot launch")
     return p.parse_args(argv)
 
 
@@ -100,7 +107,7 @@ def _has_gpu() -> bool:
         return False
 
 
-if ARGS is not None and (ARGS.sim or ("NUMBA_ENABLE_CUDASIM" not in os.environ and not _has_gpu())):
+if ARGS is not None and ARGS.ptx is None and (ARGS.sim or ("NUMBA_ENABLE_CUDASIM" not in os.environ and not _has_gpu())):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # must happen before numba is imported
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -427,6 +434,81 @@ def _torch_peer(prob, repeat):
     return float(np.median(times))
 
 
+def ptx_report(cc_text: str) -> int:
+    """Compile every backend kernel variant to PTX for sm_<cc> and report its resources."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+    import types
+
+    if SIM:
+        raise SystemExit("--ptx compiles for a real GPU: run it without NUMBA_ENABLE_CUDASIM=1")
+    cc = (int(cc_text[:-1]), int(cc_text[-1]))
+    # Device functions called by a kernel are compiled for the current device's compute
+    # capability, which needs a driver; without a GPU, name the target instead.
+    import numba.cuda.dispatcher as dispatcher
+
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=cc)
+    ptxas = shutil.which("ptxas") or (
+        os.path.join(os.environ["CUDA_HOME"], "bin", "ptxas") if os.environ.get("CUDA_HOME") else None
+    )
+    print(f"# fastface cuda kernels compiled for sm_{cc_text}; ptxas: {ptxas or 'not found (PTX only)'}")
+    failures = 0
+    variants = []
+    for dt in ("float32", "float64"):
+        m2, m1 = f"{dt}[:, ::1]", f"{dt}[::1]"
+        mm_sig = f"void({m2},{m2},{m1},{m2})"
+        for T in (4, 8, 16, 32):
+            for ta, tb, act, hb in ((False, False, "sigmoid", True), (False, True, "linear", False),
+                                    (True, False, "linear", False), (False, False, "tanh", True)):
+                tag = f"ta={int(ta)} tb={int(tb)} {act}{'+bias' if hb else ''}"
+                variants.append((f"matmul T={T} {tag}", K.matmul(T, dt, ta, tb, act, hb), mm_sig, T * T, dt))
+                bm = R * T
+                if (bm * (T + 1) + T * (bm + 1)) * np.dtype(dt).itemsize <= CB.SHARED_BYTES:
+                    variants.append((f"matmul_rb T={T} {tag}", K.matmul_rb(T, R, dt, ta, tb, act, hb), mm_sig, T * T, dt))
+            for act in ("linear", "sigmoid", "relu", "tanh"):
+                variants.append((f"dz_colsum T={T} {act}", K.dz_colsum(T, dt, act, True), f"void({m2},{m2},{m2},{m1})", T * T, dt))
+        for Rt in (32, 128, 1024):
+            variants.append((f"softmax_rows R={Rt}", K.softmax_rows(Rt, dt), f"void({m2},{m2})", Rt, dt))
+            variants.append((f"softmax_dz R={Rt}", K.softmax_dz(Rt, dt), f"void({m2},{m2},{m2})", Rt, dt))
+        variants.append(("sigmoid", K.sigmoid(dt), f"void({m2},{m2})", 1024, dt))
+        variants.append(("fill", K.fill(dt), f"void({m1},{dt})", 1024, dt))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kern, sig, threads, dt in variants:
+            try:
+                ptx, _ = cuda.compile_ptx(kern.py_func, sig, cc=cc, launch_bounds=threads)
+            except Exception as exc:  # noqa: BLE001 - report every failure, keep going
+                failures += 1
+                print(f"{name:38s} {dt}  COMPILE FAILED: {type(exc).__name__}: {str(exc)[:300]}")
+                continue
+            f64 = len(re.findall(r"\.f64\b", ptx)) if dt == "float32" else 0
+            line = f"{name:38s} {dt}  threads {threads:4d}  ptx ok"
+            if dt == "float32":
+                line += f"  f64 ops {f64}"
+            if ptxas:
+                path = os.path.join(tmp, "k.ptx")
+                with open(path, "w") as fh:
+                    fh.write(ptx)
+                out = subprocess.run([ptxas, f"-arch=sm_{cc_text}", "-v", path, "-o", path + ".cubin"],
+                                     capture_output=True, text=True)
+                regs = re.search(r"Used (\d+) registers", out.stderr)
+                spill = re.search(r"(\d+) bytes spill stores", out.stderr)
+                smem = re.search(r"(\d+) bytes smem", out.stderr)
+                if out.returncode or not regs:
+                    failures += 1
+                    line += f"  PTXAS FAILED: {out.stderr.strip()[:300]}"
+                else:
+                    n = int(regs.group(1))
+                    fits = n * threads <= 65536
+                    failures += not fits
+                    line += (f"  regs {n:3d}  spill {spill.group(1) if spill else '?':>3s} B  smem "
+                             f"{smem.group(1) if smem else '0':>5s} B  block {'fits' if fits else 'CANNOT LAUNCH'}")
+            print(line)
+    print(f"# {len(variants)} kernels, {failures} failure(s)")
+    return 1 if failures else 0
+
+
 def main(args) -> int:
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in (args.sizes or (SIM_SIZES if SIM else GPU_SIZES))]
     for s in sizes:
@@ -484,4 +566,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(ARGS))
+    sys.exit(ptx_report(ARGS.ptx) if ARGS.ptx is not None else main(ARGS))
