@@ -90,6 +90,37 @@ def test_real_face_unit_images_and_maximize(face_model):
     assert value > start
 
 
+def test_face_task_identifier_explained_in_pixels(small_faces, tmp_path, capsys):
+    """A faces.Identifier (per-image normalisation + whitening PCA front end) explained w.r.t.
+    the photo's pixels, through the Python API and through its saved file on the CLI."""
+    faces = pytest.importorskip("fastface.faces", reason="face tasks not available")
+    imgs, target = small_faces
+    ident = faces.Identifier(hidden=(16,), whiten=30, shifts=0, mirror=False, epochs=3, seed=0)
+    ident.fit(imgs[::2], target[::2])
+    x = imgs[1].reshape(-1)
+
+    def f(v, layer):
+        F = ident.frontend.transform(v.reshape(-1, 32, 32).astype(np.float32))
+        return ident.model.forward_all(F)[layer].astype(np.float64)
+
+    pixels = np.arange(0, 1024, 41)
+    for layer in (1, 2):
+        S = fx.saliency(ident, x, layer)
+        assert S.shape == (ident.model.layers[layer - 1].units, 1024)
+        E = np.eye(1024)[pixels] * 1e-2
+        fd = np.stack([(f(x + e, layer)[0] - f(x - e, layer)[0]) / 2e-2 for e in E], axis=1)
+        assert np.max(np.abs(S[:, pixels] - fd)) <= 1e-2 * np.max(np.abs(fd))  # float32 pipeline
+    assert fx.unit_images(ident, 1).shape == (16, 32, 32)  # shape from the front end
+    path = ident.save(str(tmp_path / "ident.npz"))
+    np.save(tmp_path / "photo.npy", imgs[1])
+    assert main(["explain", path, str(tmp_path / "photo.npy"), "--layer", "-1", "--method", "ig",
+                 "--max-units", "3", "--out", str(tmp_path / "ig.png")]) == 0
+    assert main(["units", path, "--layer", "1", "--out", str(tmp_path / "u.png")]) == 0
+    read_png(tmp_path / "ig.png")
+    read_png(tmp_path / "u.png")
+    assert "through the input stages" in capsys.readouterr().out
+
+
 def test_demo_pictures(face_model, small_faces, tmp_path):
     imgs, _ = small_faces
     paths = fx.demo_pictures(face_model, imgs[0], None, tmp_path / "demo")

@@ -78,18 +78,20 @@ def load_any_model(path):
     try:
         return load_model(path)
     except ValueError as first:
-        try:  # a face task's file (PersonClassifier, Identifier, ...) holds a model too
+        try:  # a face task's file (PersonClassifier, Identifier, Verifier) holds a model too
             from .. import faces
 
-            loader = getattr(faces, "load", None) or getattr(faces, "load_model", None)
+            loader = getattr(faces, "load", None)
+            for name in ("PersonClassifier", "Identifier", "Verifier"):
+                getattr(faces, name, None)  # imported, so their file kinds are registered
         except ImportError:
             loader = None
         if loader is None:
             raise first from None
         try:
             return loader(path)
-        except ValueError:
-            raise first from None
+        except ValueError as second:
+            raise ValueError(f"{path}: neither a model file ({first}) nor a face model file ({second})") from None
 
 
 def _input_scale(model) -> float:
@@ -203,6 +205,8 @@ def _run_units(args) -> int:
     if args.method == "projection":
         imgs = explain.unit_images(model, args.layer, shape, units=list(range(n)), backend=args.backend)
         what = "incoming weights" if args.layer == 1 else "W1 @ ... @ W%d columns" % args.layer
+        if net.stages:
+            what += ", carried back to the pixels through the input stages"
     else:
         iterator = range(n)
         if n > 4 and sys.stderr.isatty():
