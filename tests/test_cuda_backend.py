@@ -284,7 +284,15 @@ def test_strided_device_arrays(cuda_backend):
     Wd = cuda.to_device(big_W)[::2, 1::2][:3]
     a = ops.dense_forward(xd, Wd, cuda.to_device(b), "relu")
     assert _is_device(a)
-    _close("dense_forward strided device", a, ref.dense_forward(x, W, b, "relu"), np.float64, 4)
+    want_a = ref.dense_forward(x, W, b, "relu")
+    _close("dense_forward strided device", a, want_a, np.float64, 4)
+    big_da = rng.standard_normal((5, 9))
+    da_d = cuda.to_device(big_da)[:, ::2][:, :4]  # (5, 4) with a column stride of 2
+    grads = ops.dense_backward(xd, Wd, a, da_d, "relu")
+    want = ref.dense_backward(x, W, want_a, big_da[:, ::2][:, :4], "relu")
+    for name, g, w in zip(("dx", "dW", "db"), grads, want):
+        assert _is_device(g)
+        _close(f"dense_backward strided device {name}", g, w, np.float64, 6)
 
 
 def test_mixing_host_and_device_is_refused(cuda_backend):
