@@ -225,8 +225,13 @@ class _BaseMLP(BaseEstimator):
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
-        if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {self.dtype!r}")
+        if self.dtype is not None:
+            try:
+                ok = np.dtype(self.dtype) in (np.float32, np.float64)
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {self.dtype!r}")
         return self._hidden_sizes()
 
     def _batch(self, n_samples):

@@ -205,7 +205,10 @@ def test_pickle_round_trip_keeps_predictions_and_training_state(digits):
         ({"max_iter": 0}, ValueError, "max_iter must be >= 1"),
         ({"momentum": 1.0}, ValueError, "momentum must be >= 0 and < 1"),
         ({"batch_size": "big"}, TypeError, "batch_size must be an int"),
-        ({"dtype": "float16"}, ValueError, "dtype must be None, 'float32' or 'float64'"),
+        ({"dtype": "float16"}, ValueError, "dtype must be None, .float32. or .float64."),
+        ({"dtype": "not-a-dtype"}, ValueError, "dtype must be None"),
+        ({"validation_fraction": 1.0}, ValueError, "validation_fraction must be > 0 and < 1"),
+        ({"early_stopping": "yes"}, TypeError, "early_stopping must be True or False"),
         ({"backend": "fortran"}, ValueError, "unknown backend"),
     ],
 )
