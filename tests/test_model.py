@@ -418,3 +418,27 @@ def test_bad_fit_and_predict_arguments():
         b.set_weights([np.ones((2, 1))])
     with pytest.raises(ValueError, match="shape"):
         b.set_weights([np.ones((3, 1)), np.ones(1)])
+
+
+def test_progress_bar_verbose_1(capsys):
+    model, X, y = _train(0, epochs=1)
+    model.fit(X, y, epochs=3, batch_size=16, verbose=1)
+    err = capsys.readouterr().err
+    assert "loss" in err and ("3/3" in err or "Epoch 3/3" in err)
+
+
+def test_per_layer_path_agrees_across_backends():
+    rng = np.random.default_rng(2)
+    X = rng.random((40, 9))
+    y = rng.integers(0, 3, size=40)
+    results = {}
+    for name in [b for b in ff.available_backends() if b != "cuda"]:
+        model = ff.Sequential([ff.Dense(6, "tanh"), ff.Dense(3, "softmax")], dtype="float64", backend=name, seed=0)
+        model.compile(loss="categorical_crossentropy", optimizer="sgd", learning_rate=0.3, momentum=0.9, fused=False)
+        model.fit(X, y, epochs=3, batch_size=8, verbose=0)
+        assert not model.uses_fused_path(8)
+        results[name] = model.get_weights()
+    ref = results.pop("numpy")
+    for name, weights in results.items():
+        for a, b in zip(weights, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
