@@ -353,3 +353,21 @@ def test_inference_mode_and_frozen_parameters():
     out = layer(x)
     assert not out.requires_grad
     torch.testing.assert_close(out, want.detach())
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_outputs_are_not_overwritten_by_later_calls(backend):
+    """Outputs and gradients are tensors over the kernels' result buffers (no copy), so those
+    buffers must be fresh per call: a later call must not change an earlier result."""
+    layer = fft.Dense(7, 4, "tanh", backend=backend, dtype=torch.float64)
+    x1 = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    out1 = layer(x1)
+    keep = out1.detach().clone()
+    out1.sum().backward()
+    g1 = (x1.grad.clone(), layer.weight.grad.clone())
+    out2 = layer(x2)
+    (2 * out2).sum().backward()
+    assert torch.equal(out1.detach(), keep)
+    assert torch.equal(x1.grad, g1[0])
+    assert not torch.equal(out1, out2)
