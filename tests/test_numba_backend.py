@@ -184,3 +184,21 @@ def test_one_compiled_version_per_dtype_whatever_the_layout():
         nb.dense_forward(xv, Wv, b, "relu")
     core = nb._core("gemm", "small", np.dtype(np.float32))
     assert len(core.signatures) == 1, f"expected one compiled signature, got {core.signatures}"
+
+
+def test_unaligned_strides_are_copied_not_misread():
+    """A float field of a packed structured array: strides that are not whole elements."""
+    rng = np.random.default_rng(6)
+    for dtype in DTYPES:
+        rec = np.zeros((9, 7), dtype=[("v", dtype), ("pad", np.int8)])
+        rec["v"] = rng.standard_normal((9, 7))
+        x = rec["v"]
+        assert x.strides[1] % x.itemsize, "test setup: expected an unaligned view"
+        W = rng.standard_normal((7, 5)).astype(dtype)
+        b = np.zeros(5, dtype)
+        want = reference.dense_forward(np.array(x, np.float64), W.astype(np.float64), b.astype(np.float64), "relu")
+        _close(nb.dense_forward(x, W, b, "relu"), want, dtype, 7, "forward, unaligned x")
+        a = np.array(want, dtype)
+        got = nb.dense_backward(x, W, a, x[:, :5], "linear")
+        _close(got[2], np.array(x[:, :5], np.float64).sum(axis=0), dtype, 9, "db, unaligned da")
+        _close(nb.sigmoid(x), reference.sigmoid(np.array(x, np.float64)), dtype, 1, "sigmoid, unaligned z")

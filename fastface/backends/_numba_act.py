@@ -21,9 +21,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ..activations import NAMES
+from ._numba_simd import flat_span, scale_pow2
 
 __all__ = ["FASTMATH", "CODES", "NONE", "_bias_act_rows", "_dz_rows", "_dz_serial", "_dz_parallel",
            "_sigmoid_serial", "_sigmoid_parallel"]
@@ -40,21 +42,76 @@ TANH = CODES["tanh"]
 SOFTMAX = CODES["softmax"]
 
 
-@njit(inline="always", fastmath=FASTMATH)
+# exp(x) = 2**n * exp(r), n = round(x / ln 2), r = x - n ln 2 in [-0.35, 0.35] (Cody-Waite:
+# LN2_HI has 9 significant bits so n * LN2_HI is exact), exp(r) by its Taylor polynomial to
+# r**13/13! (truncation < 5e-18, below float64 rounding), 2**n from exponent bits.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693359375
+_LN2_LO = -2.12194440054690582768e-4
+_EXP_CLAMP = 1.0e4  # |x| beyond this gives 0 or inf anyway; keeps n a small integer
+_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, ..., 1/1!, 1/0!
+
+
+def _exp_consts(x):
+    """(log2 e, ln2 hi, ln2 lo, clamp, 0.5, Taylor coefficients...) in the type of x (jit only)."""
+    raise TypeError("_exp_consts is only callable from compiled code")
+
+
+@overload(_exp_consts, inline="always")
+def _exp_consts_impl(x):
+    if isinstance(x, types.Float):
+        t = np.float32 if x.bitwidth == 32 else np.float64
+        consts = tuple(t(v) for v in (_LOG2E, _LN2_HI, _LN2_LO, _EXP_CLAMP, 0.5) + _TAYLOR)
+
+        def impl(x):
+            return consts
+
+        return impl
+    return None
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _exp1(x):
+    """exp(x) in the dtype of x with branch-free arithmetic, so loops over it vectorise
+    (libm's exp is a scalar call). Within 2 ulp of np.exp, subnormals included; exp(-inf)
+    is 0, exp(inf) is inf, NaN stays NaN."""
+    c = _exp_consts(x)
+    xs = x if x > -c[3] else -c[3]
+    xs = xs if xs < c[3] else c[3]
+    n = np.floor(xs * c[0] + c[4])
+    r = (xs - n * c[1]) - n * c[2]
+    p = c[5]
+    for coef in c[6:]:
+        p = p * r + coef
+    y = scale_pow2(p, n)
+    return x if x != x else y
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _unaligned(arr):
+    """True when a stride of arr is not a whole number of elements (the cores then return 1
+    and the Python wrapper retries with a contiguous copy)."""
+    for s in arr.strides:
+        if s % arr.itemsize:
+            return True
+    return False
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _sigmoid1(z, one):
     """Overflow-safe logistic of one scalar: exp(-|z|) never overflows."""
-    e = math.exp(-abs(z))
+    e = _exp1(-abs(z))
     r = one / (one + e)
     return r if z >= 0 else e * r
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _relu1(z, zero):
     """max(z, 0) with NaN propagating as np.maximum does."""
     return z if (z > zero or z != z) else zero
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _sigmoid_rows(z, out, r0, r1):
     """out[r0:r1] = sigmoid(z[r0:r1]); z (M, P) any strides, out (M, P)."""
     one = out.dtype.type(1)
@@ -64,7 +121,7 @@ def _sigmoid_rows(z, out, r0, r1):
             out[i, j] = _sigmoid1(z[i, j], one)
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _softmax_row(row):
     """In place row softmax, max subtracted; a NaN anywhere makes the row NaN (as NumPy)."""
     P = row.shape[0]
@@ -77,7 +134,7 @@ def _softmax_row(row):
                 break
     s = row.dtype.type(0)
     for j in range(P):
-        e = math.exp(row[j] - m)
+        e = _exp1(row[j] - m)
         row[j] = e
         s += e
     inv = row.dtype.type(1) / s
@@ -85,32 +142,37 @@ def _softmax_row(row):
         row[j] = row[j] * inv
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _bias_act_rows(C, b, act, r0, r1):
-    """C[r0:r1] = act(C[r0:r1] + b) in place; C (M, P), b (P,) or (0,) for no bias."""
+    """C[r0:r1] = act(C[r0:r1] + b) in place, one pass; C (M, P), b (P,) or (0,) for no bias."""
     P = C.shape[1]
     one = C.dtype.type(1)
     zero = C.dtype.type(0)
-    has_bias = b.shape[0] > 0
+    if b.shape[0] == 0:
+        bias = np.zeros(P, dtype=C.dtype)
+    elif b.strides[0] == b.itemsize:
+        bias = flat_span(b, 0, P)  # unit-stride view: the row loops below vectorise
+    else:
+        bias = np.ascontiguousarray(b)
     for i in range(r0, r1):
         row = C[i]
-        if has_bias:
-            for j in range(P):
-                row[j] += b[j]
         if act == SIGMOID:
             for j in range(P):
-                row[j] = _sigmoid1(row[j], one)
+                row[j] = _sigmoid1(row[j] + bias[j], one)
         elif act == RELU:
             for j in range(P):
-                row[j] = _relu1(row[j], zero)
+                row[j] = _relu1(row[j] + bias[j], zero)
         elif act == TANH:
             for j in range(P):
-                row[j] = math.tanh(row[j])
-        elif act == SOFTMAX:
-            _softmax_row(row)
+                row[j] = math.tanh(row[j] + bias[j])
+        else:
+            for j in range(P):
+                row[j] += bias[j]
+            if act == SOFTMAX:
+                _softmax_row(row)
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _dz_rows(a, da, dz, act, r0, r1, db):
     """dz[r0:r1] = act'(a) * da from the forward output a; db (P,) += column sums of those rows.
 
@@ -144,17 +206,26 @@ def _dz_rows(a, da, dz, act, r0, r1, db):
             db[j] += dz[i, j]
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _dz_serial(a, da, dz, db, act, threads):
-    """dz (N, OUT) = act'(a) * da and db (OUT,) = sum_n dz, one thread (threads ignored)."""
+    """dz (N, OUT) = act'(a) * da and db (OUT,) = sum_n dz, one thread (threads ignored).
+
+    Returns 1 (nothing done) when an input stride is not a whole number of elements, else 0.
+    """
+    if _unaligned(a) or _unaligned(da):
+        return 1
     db[:] = 0
     _dz_rows(a, da, dz, act, 0, a.shape[0], db)
+    return 0
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True, parallel=True)
 def _dz_parallel(a, da, dz, db, act, threads):
     """dz (N, OUT) = act'(a) * da, prange over row chunks; db (OUT,) summed from per-chunk
-    partials (each chunk owns one row of `part`), then reduced serially: no racy +=."""
+    partials (each chunk owns one row of `part`), then reduced serially: no racy +=.
+    Returns 1 (nothing done) when an input stride is not a whole number of elements, else 0."""
+    if _unaligned(a) or _unaligned(da):
+        return 1
     N, OUT = a.shape
     chunks = max(1, min(N, threads))
     step = (N + chunks - 1) // chunks
@@ -165,19 +236,27 @@ def _dz_parallel(a, da, dz, db, act, threads):
     for t in range(chunks):
         for j in range(OUT):
             db[j] += part[t, j]
+    return 0
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _sigmoid_serial(z, out, threads):
-    """out (M, P) = sigmoid(z (M, P)), one thread (threads ignored)."""
+    """out (M, P) = sigmoid(z (M, P)), one thread (threads ignored); 1 if z is unaligned."""
+    if _unaligned(z):
+        return 1
     _sigmoid_rows(z, out, 0, z.shape[0])
+    return 0
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True, parallel=True)
 def _sigmoid_parallel(z, out, threads):
-    """out (M, P) = sigmoid(z (M, P)), prange over row chunks (each writes its own rows)."""
+    """out (M, P) = sigmoid(z (M, P)), prange over row chunks (each writes its own rows);
+    1 if z is unaligned."""
+    if _unaligned(z):
+        return 1
     M = z.shape[0]
     chunks = max(1, min(M, 4 * threads))
     step = (M + chunks - 1) // chunks
     for t in prange(chunks):
         _sigmoid_rows(z, out, t * step, min(M, (t + 1) * step))
+    return 0

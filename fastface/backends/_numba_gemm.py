@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._numba_act import FASTMATH, NONE, _bias_act_rows
+from ._numba_act import FASTMATH, NONE, _bias_act_rows, _unaligned
 from ._numba_simd import NARROW, VEC_BYTES, WIDE, flat_span, make_microkernel
 
 __all__ = ["_gemm_naive", "_gemm_direct", "_gemm_serial", "_gemm_parallel", "MR_WIDE", "MR_NARROW"]
@@ -40,12 +40,16 @@ _mk_wide = make_microkernel(MR_WIDE, NV_WIDE)
 _mk_narrow = make_microkernel(MR_NARROW, NV_NARROW)
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _gemm_naive(A, B, C, b, act, mc, kc, nc, threads):
     """C (M, P) = act(A (M, K) @ B (K, P) + b): plain loops, the reference and fallback.
 
-    mc, kc, nc, threads are ignored (same arguments as the other versions).
+    mc, kc, nc, threads are ignored (same arguments as the other versions). Like every
+    version, returns 1 (nothing done) when an input stride is not a whole number of elements
+    (the wrapper retries with contiguous copies), else 0.
     """
+    if _unaligned(A) or _unaligned(B) or _unaligned(b):
+        return 1
     M, K = A.shape
     P = B.shape[1]
     zero = C.dtype.type(0)
@@ -58,9 +62,10 @@ def _gemm_naive(A, B, C, b, act, mc, kc, nc, threads):
                 C[i, j] += aik * B[k, j]
     if act != NONE:
         _bias_act_rows(C, b, act, 0, M)
+    return 0
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _gemm_direct(A, B, C, b, act):
     """C (M, P) = act(A (M, K) @ B (K, P) + b), serial, unpacked; B.strides[1] == itemsize.
 
@@ -83,7 +88,7 @@ def _gemm_direct(A, B, C, b, act):
             _bias_act_rows(C, b, act, i0, i0 + m)
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _flat(A):
     """(flat, off, rs, cs): A[i, j] == flat[off + i*rs + j*cs] for a 2-D A of any strides."""
     isz = A.itemsize
@@ -94,7 +99,7 @@ def _flat(A):
     return flat_span(A, low, high - low + 1), -low, rs, cs
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _pack_a(A, i0, mcur, p0, kcur, Ap):
     """Ap[(ip*kcur + k)*MR + r] = A[i0 + ip*MR + r, p0 + k]; rows past mcur are zero."""
     MR = MR_WIDE
@@ -123,7 +128,7 @@ def _pack_a(A, i0, mcur, p0, kcur, Ap):
                 Ap[base + k * MR + r] = zero
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _pack_b(B, p0, kcur, j0, ncur, Bp):
     """Bp[(jp*kcur + k)*NR + c] = B[p0 + k, j0 + jp*NR + c]; columns past ncur are zero."""
     NR = NV_WIDE * (VEC_BYTES // B.itemsize)
@@ -154,7 +159,7 @@ def _pack_b(B, p0, kcur, j0, ncur, Bp):
                     Bp[base + k * NR + c] = zero
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _gemm_block(A, B, C, r0, r1, c0, c1, mc, kc, nc, Ap, Bp):
     """C[r0:r1, c0:c1] = A[r0:r1] @ B[:, c0:c1] through packed panels (one thread).
 
@@ -182,16 +187,18 @@ def _gemm_block(A, B, C, r0, r1, c0, c1, mc, kc, nc, Ap, Bp):
                                  C, ii * c_rs + jj, c_rs, min(MR, r1 - ii), n, p0 > 0)
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _gemm_serial(A, B, C, b, act, mc, kc, nc, threads):
     """C (M, P) = act(A (M, K) @ B (K, P) + b) on one thread (threads is ignored).
 
     B with unit column stride: the unpacked direct kernel; otherwise (e.g. B = W.T) pack
-    panels first, then apply the epilogue.
+    panels first, then apply the epilogue. Returns 1 for unaligned strides, else 0.
     """
+    if _unaligned(A) or _unaligned(B) or _unaligned(b):
+        return 1
     if B.strides[1] == B.itemsize:
         _gemm_direct(A, B, C, b, act)
-        return
+        return 0
     M, K = A.shape
     P = B.shape[1]
     MR = MR_WIDE
@@ -204,15 +211,19 @@ def _gemm_serial(A, B, C, b, act, mc, kc, nc, threads):
     _gemm_block(A, B, C, 0, M, 0, P, mcb, kcb, ncb, Ap, Bp)
     if act != NONE:
         _bias_act_rows(C, b, act, 0, M)
+    return 0
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True, parallel=True)
 def _gemm_parallel(A, B, C, b, act, mc, kc, nc, threads):
     """C (M, P) = act(A (M, K) @ B (K, P) + b) with packed panels, prange over owned blocks.
 
     mc, kc, nc: cache blocks (rounded here to multiples of the register tile); threads: the
     number of Numba threads (passed in: reading it in compiled code defeats the disk cache).
+    Returns 1 (nothing done) for unaligned strides, else 0.
     """
+    if _unaligned(A) or _unaligned(B) or _unaligned(b):
+        return 1
     M, K = A.shape
     P = B.shape[1]
     MR = MR_WIDE
@@ -244,3 +255,4 @@ def _gemm_parallel(A, B, C, b, act, mc, kc, nc, threads):
         step = (M + threads - 1) // threads
         for t in prange(threads):
             _bias_act_rows(C, b, act, t * step, min(M, (t + 1) * step))
+    return 0

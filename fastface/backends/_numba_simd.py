@@ -38,7 +38,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
-__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes", "flat_span"]
+__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes", "flat_span", "scale_pow2"]
 
 
 def _host_vector_bytes() -> int:
@@ -244,3 +244,34 @@ def flat_span(typingctx, arr, lowest, span):
         return impl_ret_borrowed(context, builder, sig.return_type, out._getvalue())
 
     return ret(arr, lowest, span), codegen
+
+
+@intrinsic
+def scale_pow2(typingctx, p, n):
+    """p * 2**n for an integral-valued float n (same float type as p), overflow/underflow safe.
+
+    n is clamped so that each of the two factors 2**(n//2), 2**(n - n//2) is a normal number
+    built straight from its exponent bits; results round once into the subnormal range, go
+    to inf above the largest float and to 0 below the smallest. Pure integer/bit/multiply
+    operations, so a loop calling it vectorises. n must not be NaN (callers select NaN out).
+    """
+    if p not in (types.float32, types.float64) or n != p:
+        return None
+
+    def codegen(context, builder, sig, args):
+        pv, nv = args
+        bits, mant, bias, lim = (32, 23, 127, 252) if sig.args[0] == types.float32 else (64, 52, 1023, 2044)
+        I = ir.IntType(bits)
+        ni = builder.fptosi(nv, I)
+        lo, hi = ir.Constant(I, -lim), ir.Constant(I, lim)
+        ni = builder.select(builder.icmp_signed("<", ni, lo), lo, ni)
+        ni = builder.select(builder.icmp_signed(">", ni, hi), hi, ni)
+        h1 = builder.ashr(ni, ir.Constant(I, 1))
+        h2 = builder.sub(ni, h1)
+
+        def pow2(h):
+            return builder.bitcast(builder.shl(builder.add(h, ir.Constant(I, bias)), ir.Constant(I, mant)), pv.type)
+
+        return builder.fmul(builder.fmul(pv, pow2(h1)), pow2(h2))
+
+    return p(p, n), codegen

@@ -112,7 +112,7 @@ def _core(op: str, kind: str, dtype: np.dtype):
             types.Array(nbt, 2, "C"),
         )
         options = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
-        fn = njit([types.void(*argtypes)], cache=True, **options)(disp.py_func)
+        fn = njit([types.int64(*argtypes)], cache=True, **options)(disp.py_func)
         _COMPILED[key] = fn
     return fn
 
@@ -130,14 +130,21 @@ def compile_all(dtypes=("float32", "float64"), kinds=("small", "large")) -> floa
 
 
 # --- validating wrappers (the backend interface) ----------------------------------------------
-def _clean(arr: np.ndarray) -> np.ndarray:
-    """arr itself, or a contiguous copy when a stride is not a whole number of elements."""
-    if arr.flags.c_contiguous:
-        return arr
-    isz = arr.itemsize
-    if any(s % isz for s in arr.strides):
-        return np.ascontiguousarray(arr)
-    return arr
+def _contiguous(*arrays):
+    """Contiguous copies, for the rare arrays whose strides are not whole elements (e.g. a
+    float field of a packed structured array); the cores report those by returning 1."""
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
+def _call(fn, *args) -> int:
+    """fn(*args): 0 when done, 1 when an input is unaligned (strides not whole elements; numba
+    refuses such arrays at dispatch, the cores check too) and needs a contiguous copy."""
+    try:
+        return fn(*args)
+    except TypeError:
+        if any(isinstance(a, np.ndarray) and not a.flags.aligned for a in args):
+            return 1
+        raise
 
 
 def _kind(work: int) -> str:
@@ -153,20 +160,21 @@ _NO_BIAS = {np.dtype(np.float32): np.zeros(0, np.float32), np.dtype(np.float64):
 def _gemm(A, B, b, act, kind):
     """act(A (M, K) @ B (K, P) + b) -> new C (M, P) through the (gemm, kind) core."""
     C = np.empty((A.shape[0], B.shape[1]), dtype=A.dtype)
+    fn = _COMPILED.get(("gemm", kind, A.dtype)) or _core("gemm", kind, A.dtype)
     threads = numba.get_num_threads() if kind == "large" else 1
-    _core("gemm", kind, A.dtype)(A, B, C, b, act, config.NUMBA_MC, config.NUMBA_KC, config.NUMBA_NC, threads)
+    if _call(fn, A, B, C, b, act, config.NUMBA_MC, config.NUMBA_KC, config.NUMBA_NC, threads):
+        A, B, b = _contiguous(A, B, b)
+        fn(A, B, C, b, act, config.NUMBA_MC, config.NUMBA_KC, config.NUMBA_NC, threads)
     return C
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (M, K) @ b (K, P) -> (M, P)."""
-    a, b = _clean(a), _clean(b)
     return _gemm(a, b, _NO_BIAS[a.dtype], NONE, _kind(a.shape[0] * a.shape[1] * b.shape[1]))
 
 
 def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, activation: str) -> np.ndarray:
     """x (N, IN), W (IN, OUT), b (OUT,) -> a = act(x @ W + b) (N, OUT), bias and act fused."""
-    x, W, b = _clean(x), _clean(W), _clean(b)
     return _gemm(x, W, b, CODES[activation], _kind(x.shape[0] * x.shape[1] * W.shape[1]))
 
 
@@ -179,7 +187,6 @@ def dense_backward(x: np.ndarray, W: np.ndarray, a: np.ndarray, da: np.ndarray, 
     (per-thread partials of db on the large path), then dx parallel over the rows of dx and
     dW over the rows of dW.
     """
-    x, W, a, da = _clean(x), _clean(W), _clean(a), _clean(da)
     N, IN = x.shape
     OUT = W.shape[1]
     dtype = x.dtype
@@ -187,7 +194,10 @@ def dense_backward(x: np.ndarray, W: np.ndarray, a: np.ndarray, da: np.ndarray, 
     dz = np.empty((N, OUT), dtype=dtype)
     db = np.empty(OUT, dtype=dtype)
     threads = numba.get_num_threads() if kind == "large" else 1
-    _core("dz", kind, dtype)(a, da, dz, db, CODES[activation], threads)
+    dz_core = _core("dz", kind, dtype)
+    if _call(dz_core, a, da, dz, db, CODES[activation], threads):
+        a, da = _contiguous(a, da)
+        dz_core(a, da, dz, db, CODES[activation], threads)
     nob = _NO_BIAS[dtype]
     dx = _gemm(dz, W.T, nob, NONE, kind)
     dW = _gemm(x.T, dz, nob, NONE, kind)
@@ -196,10 +206,11 @@ def dense_backward(x: np.ndarray, W: np.ndarray, a: np.ndarray, da: np.ndarray, 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """z (M, P) -> 1 / (1 + exp(-z)) (M, P), overflow-safe."""
-    z = _clean(z)
     out = np.empty(z.shape, dtype=z.dtype)
     if config.NUMBA_KERNEL != "naive" and z.size > config.NUMBA_PARALLEL_ELEMENTS:
-        _core("sigmoid", "large", z.dtype)(z, out, numba.get_num_threads())
+        fn, threads = _core("sigmoid", "large", z.dtype), numba.get_num_threads()
     else:
-        _core("sigmoid", "small", z.dtype)(z, out, 1)
+        fn, threads = _core("sigmoid", "small", z.dtype), 1
+    if _call(fn, z, out, threads):
+        fn(np.ascontiguousarray(z), out, threads)
     return out
