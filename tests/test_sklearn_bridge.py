@@ -8,7 +8,13 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn", reason="fastface.sklearn needs scikit-learn (pip install fastface[data])")
+sklearn = pytest.importorskip("sklearn", reason="fastface.sklearn needs scikit-learn (pip install fastface[data])")
+if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 6):
+    pytest.skip(
+        f"scikit-learn {sklearn.__version__} is too old for these tests (the estimator-check API "
+        "with expected_failed_checks and the tags API need >= 1.6)",
+        allow_module_level=True,
+    )
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.calibration import CalibratedClassifierCV  # noqa: E402
