@@ -30,7 +30,7 @@ is inlined into each kernel's epilogue instead of being dispatched per element.
 Fast math: the CUDA target takes only a boolean ``fastmath``, and ``True`` brings flush-to-zero,
 approximate division/exp and the LLVM ``nnan``/``ninf`` flags, so NaN/inf would stop meaning
 what NumPy means. Every kernel here is compiled with ``fastmath=False`` explicitly; NVVM still
-contracts a*b + c into FMA, which is the flag set the CPU kernels ask for.
+contracts a*b + c into FMA (the ``contract`` of the CPU kernels' flag set), and nothing else.
 """
 
 from __future__ import annotations
@@ -38,12 +38,21 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import inspect
+import os
+
 import numpy as np
 from numba import cuda
-from numba.cuda.core import config as _numba_cuda_config
 
 FASTMATH = False
-_SIMULATOR = bool(_numba_cuda_config.ENABLE_CUDASIM)
+_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+try:  # the config numba-cuda itself read at import (numba-cuda >= 0.20 keeps it here)
+    from numba.cuda.core import config as _numba_cuda_config
+
+    _SIMULATOR = bool(_numba_cuda_config.ENABLE_CUDASIM)
+except ImportError:  # pragma: no cover - older numba-cuda
+    pass
+_HAS_LAUNCH_BOUNDS = "launch_bounds" in inspect.signature(cuda.jit).parameters
 
 
 def _kernel(threads_per_block: int):
@@ -52,11 +61,14 @@ def _kernel(threads_per_block: int):
     The launch bound makes the compiler keep registers within what a full block may use
     (65536 / threads_per_block per thread), so a launch never fails with "too many
     resources requested" (the register-blocked matmul wants 80-124 registers otherwise).
-    The simulator takes no launch bounds.
+    The simulator takes no launch bounds; a numba-cuda without them gets the same register
+    cap as max_registers.
     """
     if _SIMULATOR:
         return cuda.jit(fastmath=FASTMATH)
-    return cuda.jit(fastmath=FASTMATH, launch_bounds=int(threads_per_block))
+    if _HAS_LAUNCH_BOUNDS:
+        return cuda.jit(fastmath=FASTMATH, launch_bounds=int(threads_per_block))
+    return cuda.jit(fastmath=FASTMATH, max_registers=min(255, 65536 // int(threads_per_block)))
 
 
 # --- per-dtype device functions --------------------------------------------------------------

@@ -66,9 +66,11 @@ def simulating() -> bool:
     """True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)."""
     if cuda is None:
         return False
-    from numba.cuda.core import config as numba_cuda_config
-
-    return bool(numba_cuda_config.ENABLE_CUDASIM)
+    try:
+        from numba.cuda.core import config as numba_cuda_config
+    except ImportError:  # pragma: no cover - older numba-cuda keeps it in numba's config
+        from numba.core import config as numba_cuda_config
+    return bool(getattr(numba_cuda_config, "ENABLE_CUDASIM", False))
 
 
 def check() -> None:
