@@ -250,3 +250,20 @@ def test_early_stopping_keeps_the_best_validation_epoch(digits, Est):
     _, val = train_test_split(np.arange(len(X)), test_size=0.2, random_state=0,
                               stratify=Y if Est is MLPClassifier else None)
     assert est._score_encoded(X[val], Y[val] if Y.ndim == 1 else Y[val]) == pytest.approx(est.best_validation_score_)
+
+
+def test_warm_start_continues_from_the_fitted_weights(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    X_tr, X_te = X_tr / 16.0, X_te / 16.0
+    clf = MLPClassifier(hidden_layer_sizes=(24,), max_iter=5, random_state=0, warm_start=True)
+    _quiet(clf.fit, X_tr, y_tr)
+    model, W_after_first = clf.model_, clf.coefs_[0].copy()
+    loss_first = clf.loss_curve_[-1]
+    _quiet(clf.fit, X_tr, y_tr)
+    assert clf.model_ is model and clf.n_iter_ == 10 and len(clf.loss_curve_) == 10
+    assert not np.array_equal(clf.coefs_[0], W_after_first)  # trained further ...
+    assert clf.loss_curve_[-1] < loss_first  # ... from where it stopped, not from scratch
+    cold = _quiet(clone(clf).set_params(warm_start=False).fit, X_tr, y_tr)
+    assert cold.n_iter_ == 5
+    with pytest.raises(ValueError, match="not in classes_"):
+        clf.fit(X_tr, np.where(y_tr == 9, 12, y_tr))
