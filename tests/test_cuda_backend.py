@@ -360,6 +360,19 @@ def test_bad_tunables_are_refused(cuda_backend, monkeypatch, name, value):
         cuda_backend.dense_forward(x, x, np.ones(2, np.float32), "softmax")
 
 
+def test_launch_shape_follows_config(cuda_backend, monkeypatch):
+    """Tiles and row-kernel threads come from config at launch; the simulator caps them."""
+    monkeypatch.setattr(config, "CUDA_TILE", 16)
+    monkeypatch.setattr(config, "CUDA_THREADS", 128)
+    if cb.simulating():
+        assert cb._tile() == cb.SIM_MAX_TILE and cb._threads(100) == cb.SIM_MAX_THREADS
+    else:
+        assert cb._tile() == 16 and cb._threads() == 128
+        assert cb._threads(20) == 32 and cb._threads(3) == cb.WARP  # a row never gets idle warps
+    monkeypatch.setattr(config, "CUDA_TILE", 3)
+    assert cb._tile() == 3
+
+
 # --- property test: random small layers, every activation, both dtypes -----------------------
 @settings(max_examples=6)
 @given(

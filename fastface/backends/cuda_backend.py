@@ -17,6 +17,10 @@ Arrays in, arrays out:
       expose ``__cuda_array_interface__`` themselves (``torch.as_tensor(out, device="cuda")``,
       ``cupy.asarray(out)`` wrap them without a copy).
 
+Streams: kernels run on the default stream, so device results are ordered with work queued
+on the legacy default stream (PyTorch's and CuPy's default); ``cuda.as_cuda_array``
+synchronises the stream a foreign input names in its interface before it is read.
+
 Kernels per call:
     matmul          1 tiled matmul (register-blocked for outputs of >= REG_BLOCK * T rows
                     and columns, see _use_register_blocking)
@@ -128,11 +132,13 @@ def _give_simulator_arrays_an_interface() -> None:
 # --- launch configuration --------------------------------------------------------------------
 # Under the simulator every CUDA thread is a Python thread and every block is started anew, so
 # launches there use few blocks (the kernels grid-stride over the rest, which the tests thereby
-# exercise) and row kernels few threads; the interpreter's thread switch interval is shortened
+# exercise), tiles of at most SIM_MAX_TILE and row kernels few threads (config values below
+# these caps are used as they are); the interpreter's thread switch interval is shortened
 # for the duration of a simulated launch (the simulator's block manager busy-polls its threads,
 # and at the default 5 ms each syncthreads costs milliseconds). None of this applies on a GPU.
 SIM_MAX_GRID = 2
 SIM_MAX_THREADS = 8
+SIM_MAX_TILE = 8  # 16 x 16 = 256 Python threads a block is 3-6x slower than 8 x 8 there
 SIM_SWITCH_INTERVAL_S = 1e-4
 WARP = 32
 
@@ -144,7 +150,7 @@ def _tile() -> int:
             f"fastface.config.CUDA_TILE must be an int from 1 to 32 (a block holds TILE**2 <= "
             f"1024 threads); got {tile!r}. Set it back to 16, the default"
         )
-    return int(tile)
+    return min(int(tile), SIM_MAX_TILE) if simulating() else int(tile)
 
 
 def _threads(width: int | None = None) -> int:
