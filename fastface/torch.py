@@ -30,6 +30,11 @@ Gradients: ``dense_backward`` gives (dx, dW, db) from the forward output ``a`` (
 computed from ``a``), so the layer saves x, weight and a. It is once-differentiable (no
 double backward). ``torch.autograd.gradcheck`` passes in float64 for every activation.
 
+Whole networks: ``from_model(model)`` turns a fastface Sequential into an ``nn.Sequential`` of
+Dense layers (weights copied); ``to_model(module)`` turns a torch MLP (Dense layers, or
+``nn.Linear`` + Sigmoid/ReLU/Tanh/Softmax/Identity) into a fastface Sequential, for fastface's
+explanations, face tasks and files.
+
 dtypes: float32 and float64 only, one dtype for x, weight and bias (as nn.Linear demands);
 anything else is refused with a TypeError saying how to convert.
 """
@@ -44,7 +49,7 @@ import torch
 from . import ops
 from .activations import check_activation
 
-__all__ = ["DenseFunction", "Dense", "dense", "to_array", "from_array"]
+__all__ = ["DenseFunction", "Dense", "dense", "to_array", "from_array", "from_model", "to_model"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -294,3 +299,108 @@ class Dense(torch.nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"activation={self.activation!r}, bias={self.bias is not None}, backend={self.backend!r}"
         )
+
+
+# --- converting whole networks between fastface and PyTorch -------------------------------------
+# activation modules of plain PyTorch MLPs -> fastface activation names
+_TORCH_ACTIVATIONS = {
+    torch.nn.Identity: "linear",
+    torch.nn.Sigmoid: "sigmoid",
+    torch.nn.ReLU: "relu",
+    torch.nn.Tanh: "tanh",
+    torch.nn.Softmax: "softmax",
+}
+
+
+def from_model(model, backend=None) -> torch.nn.Sequential:
+    """A ``torch.nn.Sequential`` of :class:`Dense` layers holding copies of a fastface model's
+    weights (same activations, the model's dtype): train it further with any torch optimizer,
+    then come back with :func:`to_model`.
+
+    Models that standardise their inputs (``normalize="standard"``) are refused: give the
+    torch net ``model.transform_inputs(X)`` instead, or train without normalisation.
+    """
+    from .model import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"from_model: expected a fastface Sequential; got {type(model).__name__}")
+    if not model.built:
+        raise ValueError("from_model: the model is not built yet; give Sequential(input_dim=...) or fit it first")
+    if model.input_contract.get("normalize") is not None:
+        raise ValueError(
+            "from_model: the model standardises its inputs (normalize='standard'), which a "
+            "torch Sequential of Dense layers would not do; feed the torch net "
+            "model.transform_inputs(X) instead"
+        )
+    dtype = torch.float64 if model.dtype == np.float64 else torch.float32
+    layers = []
+    for layer in model.layers:
+        dense_layer = Dense(layer.input_dim, layer.units, layer.activation, backend=backend, dtype=dtype)
+        with torch.no_grad():
+            dense_layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W)))
+            dense_layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(layer.b)))
+        layers.append(dense_layer)
+    return torch.nn.Sequential(*layers)
+
+
+def _layers_of(module):
+    """[(W (IN, OUT) ndarray, b (OUT,) ndarray, activation)] of a torch MLP, in order."""
+    mods = list(module) if isinstance(module, torch.nn.Sequential) else [module]
+    out = []
+    for i, mod in enumerate(mods):
+        if isinstance(mod, (Dense, torch.nn.Linear)):
+            W = mod.weight.detach().cpu()
+            W = W.numpy() if isinstance(mod, Dense) else W.T.numpy()
+            b = np.zeros(W.shape[1], W.dtype) if mod.bias is None else mod.bias.detach().cpu().numpy()
+            act = mod.activation if isinstance(mod, Dense) else "linear"
+            out.append([W, b, act])
+            continue
+        act = _TORCH_ACTIVATIONS.get(type(mod))
+        if act is None:
+            raise TypeError(
+                f"to_model: layer {i} is {type(mod).__name__}; fastface models are stacks of dense "
+                f"layers: fastface.torch.Dense, torch.nn.Linear, each optionally followed by one of "
+                f"{sorted(t.__name__ for t in _TORCH_ACTIVATIONS)}"
+            )
+        if isinstance(mod, torch.nn.Softmax) and mod.dim not in (-1, 1):
+            raise ValueError(f"to_model: layer {i} is Softmax(dim={mod.dim}); fastface's softmax is over the last dim")
+        if not out or (out[-1][2] != "linear" and act != "linear"):
+            raise ValueError(
+                f"to_model: layer {i} ({type(mod).__name__}) does not follow a linear dense layer; "
+                "give one activation after each Linear (or none)"
+            )
+        out[-1][2] = act if act != "linear" else out[-1][2]
+    if not out:
+        raise ValueError("to_model: the module holds no dense layer")
+    return out
+
+
+def to_model(module, seed=0):
+    """A fastface Sequential with copies of the weights of a torch MLP.
+
+    `module`: an ``nn.Sequential`` of :class:`Dense` layers and/or ``nn.Linear`` layers, each
+    ``nn.Linear`` optionally followed by ``nn.Identity``, ``nn.Sigmoid``, ``nn.ReLU``,
+    ``nn.Tanh`` or ``nn.Softmax(dim=-1)``. The fastface model gets W (IN, OUT) = the Dense
+    weight, or ``Linear.weight.T``, in the module's dtype (float32 or float64); compile it
+    before fitting it further. Use it with fastface's explanations, face tasks and save/load.
+    """
+    from .model import Dense as FFDense
+    from .model import Sequential
+
+    layers = _layers_of(module)
+    dtype = layers[0][0].dtype
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"to_model: the module's weights must be float32 or float64; got {dtype}")
+    for i in range(1, len(layers)):
+        if layers[i][0].shape[0] != layers[i - 1][0].shape[1]:
+            raise ValueError(
+                f"to_model: dense layer {i} takes {layers[i][0].shape[0]} inputs but the layer "
+                f"before gives {layers[i - 1][0].shape[1]}"
+            )
+    model = Sequential([FFDense(W.shape[1], act) for W, _, act in layers], input_dim=layers[0][0].shape[0],
+                       dtype=dtype.name, seed=seed)
+    weights = []
+    for W, b, _ in layers:
+        weights += [W, b]
+    model.set_weights(weights)
+    return model

@@ -371,3 +371,63 @@ def test_outputs_are_not_overwritten_by_later_calls(backend):
     assert torch.equal(out1.detach(), keep)
     assert torch.equal(x1.grad, g1[0])
     assert not torch.equal(out1, out2)
+
+
+# --- whole networks: fastface model <-> torch ------------------------------------------------------
+def test_model_round_trip_through_torch_training():
+    """fastface model -> torch (train there) -> fastface model: predictions agree at every stage."""
+    model = fastface.Sequential(
+        [fastface.Dense(9, "tanh"), fastface.Dense(4, "relu"), fastface.Dense(3, "softmax")],
+        input_dim=6, dtype="float64", seed=3,
+    )
+    X = np.random.default_rng(8).standard_normal((20, 6))
+    net = fft.from_model(model)
+    assert [m.activation for m in net] == ["tanh", "relu", "softmax"]
+    torch.testing.assert_close(net(torch.from_numpy(X)), torch.from_numpy(model.predict(X)), **TOL[torch.float64])
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    y = torch.from_numpy(np.arange(20) % 3)
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.nll_loss(torch.log(net(torch.from_numpy(X))), y).backward()
+        opt.step()
+    back = fft.to_model(net)
+    assert back.dtype == np.float64 and back.layer_sizes == [6, 9, 4, 3]
+    np.testing.assert_allclose(back.predict(X), net(torch.from_numpy(X)).detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert not np.allclose(back.predict(X), model.predict(X))  # the torch training is in it
+
+
+def test_to_model_reads_plain_torch_mlps():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(7, 5), torch.nn.Sigmoid(), torch.nn.Linear(5, 4, bias=False), torch.nn.Identity(),
+        torch.nn.Linear(4, 2),
+    )
+    model = fft.to_model(net)
+    assert [l.activation for l in model.layers] == ["sigmoid", "linear", "linear"]
+    assert model.dtype == np.float32
+    np.testing.assert_array_equal(model.layers[0].W, net[0].weight.detach().numpy().T)
+    np.testing.assert_array_equal(model.layers[1].b, np.zeros(4, np.float32))
+    x = torch.rand(3, 7)
+    np.testing.assert_allclose(model.predict(x.numpy()), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: fft.to_model(torch.nn.Sequential(torch.nn.Conv1d(1, 1, 1))), TypeError, "Conv1d"),
+        (lambda: fft.to_model(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Softmax(dim=0))),
+         ValueError, "last dim"),
+        (lambda: fft.to_model(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Tanh())),
+         ValueError, "does not follow a linear"),
+        (lambda: fft.to_model(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(4, 2))),
+         ValueError, "takes 4 inputs"),
+        (lambda: fft.to_model(torch.nn.Sequential(torch.nn.ReLU())), ValueError, "does not follow"),
+        (lambda: fft.from_model("model"), TypeError, "fastface Sequential"),
+        (lambda: fft.from_model(fastface.Sequential([fastface.Dense(2)])), ValueError, "not built"),
+        (lambda: fft.from_model(fastface.Sequential([fastface.Dense(2)], input_dim=3, normalize="standard")),
+         ValueError, "transform_inputs"),
+    ],
+)
+def test_model_conversion_refuses_what_it_cannot_represent(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
