@@ -510,10 +510,15 @@ def ptx_report(cc_text: str) -> int:
 
 
 def main(args) -> int:
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in (args.sizes or (SIM_SIZES if SIM else GPU_SIZES))]
-    for s in sizes:
-        if len(s) != 3 or min(s) < 1:
-            raise SystemExit(f"--sizes wants N x IN x OUT with three positive integers, e.g. 32x400x25; got {s}")
+    sizes = []
+    for text in args.sizes or (SIM_SIZES if SIM else GPU_SIZES):
+        try:
+            size = tuple(int(v) for v in text.lower().split("x"))
+        except ValueError:
+            size = ()
+        if len(size) != 3 or min(size) < 1:
+            raise SystemExit(f"--sizes wants N x IN x OUT with three positive integers, e.g. 32x400x25; got {text!r}")
+        sizes.append(size)
     blocks = args.block or (SIM_BLOCKS if SIM else GPU_BLOCKS)
     for T in blocks:
         if not 1 <= T <= 32:
