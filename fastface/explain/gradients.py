@@ -12,10 +12,10 @@ derivative (fastface.activations.DERIVATIVES, computed from the forward output, 
 the backends' dense_backward kernels do) and back through W_k with fastface.ops.matmul on
 the chosen backend: G (B*U, n_k) -> G @ W_k.T (B*U, n_{k-1}). No Python loop over units.
 
-At the top layer an elementwise activation makes the seeded rows diagonal (one nonzero per
-row); there the step ``diag(d) @ W_l.T`` is a row scaling of W_l.T, done as such (U*IN work
-instead of U*U*IN). The check is structural (are the rows still one-hot?), so softmax, whose
-Jacobian is dense, takes the matmul.
+At the top layer an elementwise activation keeps the seeded rows one-hot (a diagonal
+Jacobian); there the step ``diag(d) @ W_l.T`` is a row scaling of W_l.T, done as such (U*IN
+work instead of U*U*IN). Whether an activation is elementwise is probed once from its
+derivative (no names), so softmax, whose Jacobian is dense, takes the matmul.
 """
 
 from __future__ import annotations
@@ -61,37 +61,62 @@ def layer_activations(model, x, layer, *, backend=None):
     return a[0] if was_1d else a
 
 
+_ELEMENTWISE: dict = {}
+
+
+def _is_elementwise(name: str) -> bool:
+    """Does DERIVATIVES[name] act element by element (a diagonal Jacobian)?
+
+    Probed once per activation on random outputs (rows summing to 1, valid for every
+    activation), so no activation is singled out by name: softmax's probe has non-zero
+    off-diagonal terms (-a_i a_j), sigmoid/tanh/relu/linear do not.
+    """
+    if name not in _ELEMENTWISE:
+        n = 4
+        a = np.random.default_rng(12345).uniform(0.1, 0.9, (3, n))
+        a /= a.sum(axis=1, keepdims=True)
+        probe = DERIVATIVES[name](np.repeat(a, n, axis=0), np.tile(np.eye(n), (3, 1)))
+        _ELEMENTWISE[name] = not np.any(probe.reshape(3, n, n) * (1.0 - np.eye(n)))
+    return _ELEMENTWISE[name]
+
+
+def _local_vjp(name: str, a, G):
+    """Rows G (B, U, n) through the derivative of activation `name` at outputs a (B, n)."""
+    B, U, n = G.shape
+    if _is_elementwise(name):
+        g = DERIVATIVES[name](a, np.ones_like(a))  # (B, n): the diagonal of the Jacobian
+        return G * g[:, None, :]
+    return DERIVATIVES[name](np.repeat(a, U, axis=0), G.reshape(B * U, n)).reshape(B, U, n)
+
+
 def _jacobian(net, acts, layer: int, units: np.ndarray, backend) -> np.ndarray:
     """d a_layer[:, units] / d x for the batch held in acts -> (B, U, IN).
 
-    acts = [x (B, IN), a_1 (B, n_1), ..., a_layer (B, n_layer)].
+    acts = [x_net (B, n_0), a_1 (B, n_1), ..., a_layer (B, n_layer)] (+ .stage_inputs).
     """
     B = acts[0].shape[0]
     U = units.shape[0]
-    n_l = acts[layer].shape[1]
-    rows = np.arange(B * U)
-    cols = np.tile(units, B)
-    # Seed: for each example, one-hot rows picking the selected units (identity for all units).
-    seed = np.zeros((B * U, n_l), dtype=net.dtype)
-    seed[rows, cols] = 1
-    dz = DERIVATIVES[net.acts[layer - 1]](np.repeat(acts[layer], U, axis=0), seed)
+    a_l = acts[layer]
+    n_l = a_l.shape[1]
+    act = net.acts[layer - 1]
     W = net.Ws[layer - 1]
-    diag = dz[rows, cols].copy()
-    dz[rows, cols] = 0
-    if not dz.any():
-        # Rows still one-hot: diag(d) @ W.T is a scaling of the selected rows of W.T.
+    if _is_elementwise(act):
+        # The seeded rows stay one-hot: diag(d) @ W.T is a scaling of the selected rows of W.T.
+        d = DERIVATIVES[act](a_l[:, units], np.ones((B, U), dtype=a_l.dtype))  # (B, U)
         if U == n_l and np.array_equal(units, np.arange(n_l)):
-            WT = W.T[None, :, :]  # (1, n_l, IN) view, no copy
+            WT = W.T[None, :, :]  # (1, n_l, n_{l-1}) view, no copy
         else:
-            WT = W.T[units][None, :, :]  # (1, U, IN)
-        G = np.multiply(WT, diag.reshape(B, U, 1)).reshape(B * U, -1)
+            WT = W.T[units][None, :, :]  # (1, U, n_{l-1})
+        G = np.multiply(WT, d[:, :, None])  # (B, U, n_{l-1})
     else:
-        dz[rows, cols] = diag
-        G = ops.matmul(dz, W.T, backend=backend)
+        # Seed: per example, the one-hot rows of the selected units (the identity for all).
+        seed = np.zeros((B, U, n_l), dtype=a_l.dtype)
+        seed[:, np.arange(U), units] = 1
+        dz = _local_vjp(act, a_l, seed)
+        G = ops.matmul(dz.reshape(B * U, n_l), W.T, backend=backend).reshape(B, U, -1)
     for k in range(layer - 1, 0, -1):
-        dz = DERIVATIVES[net.acts[k - 1]](np.repeat(acts[k], U, axis=0), G)
-        G = ops.matmul(dz, net.Ws[k - 1].T, backend=backend)
-    G = G.reshape(B, U, -1)
+        dz = _local_vjp(net.acts[k - 1], acts[k], G)
+        G = ops.matmul(dz.reshape(B * U, -1), net.Ws[k - 1].T, backend=backend).reshape(B, U, -1)
     for stage, x_in in zip(reversed(net.stages), reversed(acts.stage_inputs)):
         G = stage.vjp(x_in, G, backend)  # chain rule through the input stages, to raw x
     return G
