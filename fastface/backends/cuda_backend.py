@@ -47,6 +47,7 @@ simulator: their pointers would be real GPU memory.
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 
 import numpy as np
 
@@ -66,8 +67,10 @@ else:
 _MAX_GRID = 65535  # gridDim.y / .z limit; also plenty for x since every kernel grid-strides
 
 
+@lru_cache(maxsize=1)
 def simulating() -> bool:
-    """True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    """True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, read by numba
+    at import, so fixed for the life of the process)."""
     if cuda is None:
         return False
     try:
