@@ -82,6 +82,7 @@ ffibuilder.set_source(
 def _develop() -> str:
     """Compile into build/ffi_dev and move the extension into fastface/; return its path."""
     import glob
+    import importlib.machinery
     import shutil
 
     root = os.path.dirname(HERE)
@@ -89,7 +90,10 @@ def _develop() -> str:
     package = os.path.join(root, "fastface")
     for old in glob.glob(os.path.join(package, "_cfastface.*")):  # stale builds would shadow it
         os.remove(old)
-    target = os.path.join(package, os.path.basename(built))
+    name = os.path.basename(built)
+    if sys.platform != "win32" and ".abi3.so" in importlib.machinery.EXTENSION_SUFFIXES:
+        name = "_cfastface.abi3.so"  # the name `pip install -e .` gives it: one file, no shadowing
+    target = os.path.join(package, name)
     shutil.move(built, target)
     return target
 

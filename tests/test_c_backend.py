@@ -390,6 +390,21 @@ def test_activations_propagate_nan_and_inf_like_numpy():
 
 
 @pytestmark_c
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_sizes_give_the_reference_shapes_and_values(dtype):
+    e = np.ones((0, 3), dtype)
+    assert C.matmul(e, np.ones((3, 2), dtype)).shape == (0, 2)
+    np.testing.assert_array_equal(C.matmul(np.ones((2, 0), dtype), np.ones((0, 3), dtype)), np.zeros((2, 3)))
+    assert C.sigmoid(np.ones((3, 0), dtype)).shape == (3, 0)
+    for activation in ("sigmoid", "softmax"):
+        got = C.dense_backward(e, np.ones((3, 2), dtype), np.ones((0, 2), dtype), np.ones((0, 2), dtype), activation)
+        want = ref.dense_backward(e, np.ones((3, 2), dtype), np.ones((0, 2), dtype), np.ones((0, 2), dtype), activation)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and g.dtype == dtype
+            np.testing.assert_array_equal(g, w)
+
+
+@pytestmark_c
 def test_calls_from_threads_are_independent():
     rng = np.random.default_rng(4)
     pairs = [(_rand(rng, (50 + i, 70), np.float32), _rand(rng, (70, 40 + i), np.float32)) for i in range(8)]

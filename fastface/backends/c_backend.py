@@ -9,8 +9,8 @@ Dimensions:
 Same functions and semantics as :mod:`fastface.backends.reference`. Every matmul and every
 activation (forward and backward, softmax included) runs in C; one C call per kernel.
 
-Arrays reach C without a copy through ``ffi.from_buffer`` (C-contiguous arrays) or their
-data address (other views, kept alive for the call), with their strides in elements: the
+Arrays reach C without a copy through ``ffi.from_buffer`` (C- or F-contiguous arrays) or
+their data address (other views, kept alive for the call), with their strides in elements: the
 C side reads any strides (sliced, transposed, broadcast, negative). A copy happens only for
 arrays C cannot address element by element: non-native byte order, misaligned data, or a
 stride that is not a multiple of the item size.
