@@ -224,9 +224,18 @@ def main(argv=None):
         help="torch.set_num_threads for the PyTorch half (default 1: at batch 32 more threads only "
         "add synchronisation, and on a shared machine they make PyTorch's times erratic)",
     )
+    parser.add_argument(
+        "--blas-threads", type=int, default=None,
+        help="limit the BLAS thread pools (threadpoolctl) for the whole run; default: as installed",
+    )
     args = parser.parse_args(argv)
+    if args.blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
     print(f"course net {'-'.join(map(str, SIZES))} sigmoid, BCE, SGD lr {LR}, batch {BATCH}, "
-          f"n={N}, float32, CPU; {args.epochs} epochs x {args.repeats} runs")
+          f"n={N}, float32, CPU; {args.epochs} epochs x {args.repeats} runs; BLAS threads "
+          f"{args.blas_threads if args.blas_threads is not None else 'as installed'}")
     if args.only in (None, "torch"):
         try:
             import torch
