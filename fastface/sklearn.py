@@ -384,6 +384,9 @@ class _BaseMLP(BaseEstimator):
                     f"y needs {n_outputs}; fit again with warm_start=False"
                 )
             if not incremental:  # warm start: new optimizer, as scikit-learn does
+                self._lr = float(self.learning_rate_init)
+                if self.best_loss_ is None:  # the previous fit used early stopping
+                    self.best_loss_ = np.inf
                 self._compile(self._batch(X.shape[0]))
         if incremental:
             self._train(X, Y, sample_weight, epochs=1, converging=False)
