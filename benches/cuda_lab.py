@@ -77,11 +77,14 @@ def _parse(argv=None):
     p.add_argument("--kernel", choices=KERNELS, nargs="+", default=list(KERNELS), help="kernels to run (default: all)")
     p.add_argument("--version", type=int, nargs="+", default=None, help="versions to run (default: all of each kernel)")
     p.add_argument("--block", type=int, nargs="+", default=None,
-                   help=f"tile sides T to sweep (T x T threads); default {GPU_BLOCKS} on a GPU, {SIM_BLOCKS} on the simulator")
+                   help=f"tile sides T to sweep (T x T threads); default {GPU_BLOCKS} on a GPU, "
+                   f"{SIM_BLOCKS} on the simulator")
     p.add_argument("--sizes", nargs="+", default=None,
                    help=f"N x IN x OUT (M x K x P) sizes; default {GPU_SIZES} on a GPU, {SIM_SIZES} on the simulator")
-    p.add_argument("--dtype", choices=("float32", "float64"), nargs="+", default=["float32"], help="dtypes (default float32)")
-    p.add_argument("--repeat", type=int, default=None, help="timed runs per line (default 20 on a GPU, 1 on the simulator)")
+    p.add_argument("--dtype", choices=("float32", "float64"), nargs="+", default=["float32"],
+                   help="dtypes (default float32)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed runs per line (default 20 on a GPU, 1 on the simulator)")
     p.add_argument("--sim", action="store_true", help="force Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
     p.add_argument("--ptx", metavar="CC", nargs="?", const="90", default=None,
                    help="no GPU needed: compile every kernel of the backend to PTX for compute capability "
@@ -107,7 +110,8 @@ def _has_gpu() -> bool:
         return False
 
 
-if ARGS is not None and ARGS.ptx is None and (ARGS.sim or ("NUMBA_ENABLE_CUDASIM" not in os.environ and not _has_gpu())):
+_NO_GPU = ARGS is not None and "NUMBA_ENABLE_CUDASIM" not in os.environ and not _has_gpu()
+if ARGS is not None and ARGS.ptx is None and (ARGS.sim or _NO_GPU):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # must happen before numba is imported
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -143,8 +147,10 @@ def matmul_v1(nb_name):
         def kernel(A, B, C):
             M, P = C.shape
             Kd = A.shape[1]
-            for i in range(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y, M, cuda.gridDim.y * cuda.blockDim.y):
-                for j in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, P, cuda.gridDim.x * cuda.blockDim.x):
+            i0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+            j0 = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+            for i in range(i0, M, cuda.gridDim.y * cuda.blockDim.y):
+                for j in range(j0, P, cuda.gridDim.x * cuda.blockDim.x):
                     acc = zero
                     for k in range(Kd):
                         acc += A[i, k] * B[k, j]
@@ -466,9 +472,11 @@ def ptx_report(cc_text: str) -> int:
                 variants.append((f"matmul T={T} {tag}", K.matmul(T, dt, ta, tb, act, hb), mm_sig, T * T, dt))
                 bm = R * T
                 if (bm * (T + 1) + T * (bm + 1)) * np.dtype(dt).itemsize <= CB.SHARED_BYTES:
-                    variants.append((f"matmul_rb T={T} {tag}", K.matmul_rb(T, R, dt, ta, tb, act, hb), mm_sig, T * T, dt))
+                    rb = K.matmul_rb(T, R, dt, ta, tb, act, hb)
+                    variants.append((f"matmul_rb T={T} {tag}", rb, mm_sig, T * T, dt))
             for act in ("linear", "sigmoid", "relu", "tanh"):
-                variants.append((f"dz_colsum T={T} {act}", K.dz_colsum(T, dt, act, True), f"void({m2},{m2},{m2},{m1})", T * T, dt))
+                kern = K.dz_colsum(T, dt, act, True)
+                variants.append((f"dz_colsum T={T} {act}", kern, f"void({m2},{m2},{m2},{m1})", T * T, dt))
         for Rt in (32, 128, 1024):
             variants.append((f"softmax_rows R={Rt}", K.softmax_rows(Rt, dt), f"void({m2},{m2})", Rt, dt))
             variants.append((f"softmax_dz R={Rt}", K.softmax_dz(Rt, dt), f"void({m2},{m2},{m2})", Rt, dt))
@@ -529,7 +537,8 @@ def main(args) -> int:
     where = "CUDA simulator (smoke check: timings meaningless)" if SIM else cuda.get_current_device().name
     if isinstance(where, bytes):
         where = where.decode()
-    print(f"# fastface cuda_lab on {where}; activation {ACTIVATION}; repeat {repeat}; config.CUDA_TILE={config.CUDA_TILE}")
+    print(f"# fastface cuda_lab on {where}; activation {ACTIVATION}; repeat {repeat}; "
+          f"config.CUDA_TILE={config.CUDA_TILE}")
     rng = np.random.default_rng(0)
     failures = 0
     for kernel in args.kernel:

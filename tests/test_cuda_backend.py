@@ -352,7 +352,10 @@ def test_zeros(cuda_backend):
 
 
 # --- tunables are validated ------------------------------------------------------------------
-@pytest.mark.parametrize("name,value", [("CUDA_TILE", 0), ("CUDA_TILE", 33), ("CUDA_TILE", 2.5), ("CUDA_THREADS", 0), ("CUDA_THREADS", 2048)])
+@pytest.mark.parametrize(
+    "name,value",
+    [("CUDA_TILE", 0), ("CUDA_TILE", 33), ("CUDA_TILE", 2.5), ("CUDA_THREADS", 0), ("CUDA_THREADS", 2048)],
+)
 def test_bad_tunables_are_refused(cuda_backend, monkeypatch, name, value):
     monkeypatch.setattr(config, name, value)
     x = np.ones((2, 2), np.float32)
@@ -392,7 +395,8 @@ def test_random_layers_match_reference(N, IN, OUT, activation, dtype, seed):
         x, W, b = _layer(rng, N, IN, OUT, dtype, strided=True)
         x64, W64, b64 = (v.astype(np.float64) for v in (x, W, b))
         a = module.dense_forward(np.ascontiguousarray(x), np.ascontiguousarray(W), b, activation)
-        _close(f"dense_forward[{activation}] {N}x{IN}x{OUT}", a, ref.dense_forward(x64, W64, b64, activation), dtype, IN + 1)
+        want_a = ref.dense_forward(x64, W64, b64, activation)
+        _close(f"dense_forward[{activation}] {N}x{IN}x{OUT}", a, want_a, dtype, IN + 1)
         da = rng.standard_normal((N, OUT)).astype(dtype)
         got = ops.dense_backward(x, W, a, da, activation, backend="cuda")
         want = ref.dense_backward(x64, W64, a.astype(np.float64), da.astype(np.float64), activation)
