@@ -123,12 +123,25 @@ def test_face_task_identifier_explained_in_pixels(small_faces, tmp_path, capsys)
 
 def test_demo_pictures(face_model, small_faces, tmp_path):
     imgs, _ = small_faces
-    paths = fx.demo_pictures(face_model, imgs[0], None, tmp_path / "demo")
+    paths = fx.demo_pictures(face_model, imgs[0], None, tmp_path / "demo", max_units=6, saliency_units=3)
     names = sorted(p.split("/")[-1] for p in paths)
     assert names == ["saliency_layer1.png", "saliency_layer2.png", "units_layer1.png", "units_layer2.png"]
     for p in paths:
         w, h = read_png(p)
         assert w > 100 and h > 100
+
+
+def test_readme_figures_are_drawn(face_model, small_faces, tmp_path):
+    from fastface.explain.figures import make_figures
+
+    imgs, target = small_faces
+    X = imgs.reshape(400, -1)
+    test = np.flatnonzero(np.arange(400) % 10 >= 8)
+    paths = make_figures(face_model, X, target, test, str(tmp_path), steps=5)
+    assert sorted(paths) == ["maximize_layer2", "methods_output", "saliency_layer1", "saliency_layer2",
+                             "templates_output", "units_layer1", "units_layer2", "why_not_100"]
+    for path in paths.values():
+        read_png(path)
 
 
 # --- PNG grids -----------------------------------------------------------------------------------

@@ -58,21 +58,30 @@ def train_identifier(images, target, epochs=30, seed=0):
     return model, X, test
 
 
-def make_figures(model, X, target, test, out):
-    """Write the README's PNGs into `out`; returns {name: path}."""
+def make_figures(model, X, target, test, out, *, shape=None, steps=150):
+    """Write the README's PNGs into `out`; returns {name: path}.
+
+    model a 3-layer identifier, X (N, IN) photos in 0..1, target (N,), test the held-out
+    indices; shape (H, W) (default: the model's metadata, else a square); steps of the
+    activation maximisation.
+    """
+    from ._common import image_shape, network
+
+    SHAPE = image_shape(model, network(model, "make_figures").input_dim, shape, "make_figures")
     os.makedirs(out, exist_ok=True)
     paths = {}
-    n1 = 16
+    n1 = min(16, model.layers[0].W.shape[1])
     paths["units_layer1"] = save_grid(
         unit_images(model, 1, SHAPE, units=range(n1)), os.path.join(out, "units_layer1.png"),
         titles=[f"unit {j}" for j in range(n1)], shared_scale=False, colorbar=False, ncols=8,
         suptitle="Layer 1: each unit's incoming weights W1[:, j] (red +, blue -)")
+    n1 = min(16, model.layers[1].W.shape[1])
     paths["units_layer2"] = save_grid(
         unit_images(model, 2, SHAPE, units=range(n1)), os.path.join(out, "units_layer2.png"),
         titles=[f"unit {j}" for j in range(n1)], shared_scale=False, colorbar=False, ncols=8,
         suptitle="Layer 2: W1 @ W2 columns (the linear view back to the pixels)")
-    n2 = 8
-    maxed = np.stack([maximize_unit(model, 2, j, steps=150, shape=SHAPE) for j in range(n2)])
+    n2 = min(8, n1)
+    maxed = np.stack([maximize_unit(model, 2, j, steps=steps, shape=SHAPE) for j in range(n2)])
     paths["maximize_layer2"] = save_grid(
         maxed, os.path.join(out, "maximize_layer2.png"), titles=[f"unit {j}" for j in range(n2)],
         shared_scale=False, colorbar=False, ncols=8,
@@ -131,7 +140,7 @@ def make_figures(model, X, target, test, out):
         mine = train[target[train] == k]
         rows += [X[mine].mean(axis=0) - X[train].mean(axis=0),
                  unit_images(model, 3, SHAPE, units=[k])[0].ravel(),
-                 maximize_unit(model, 3, k, steps=150).ravel()]
+                 maximize_unit(model, 3, k, steps=steps).ravel()]
     titles = []
     for k in people:
         titles += [f"person {k}: mean photo", "output template", "max-p input"]

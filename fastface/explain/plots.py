@@ -134,6 +134,8 @@ def save_grid(images, path, *, titles=None, shape=None, ncols=None, overlay=None
     axes = fig.subplots(nrows, ncols, squeeze=False)
     mappable = None
     for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])  # no tick artists at all: much faster layout than hidden ticks
+        ax.set_yticks([])
         ax.set_axis_off()
         if k >= K:
             continue
