@@ -44,7 +44,11 @@ class ArrayMeta:
 
 
 def is_device_array(x) -> bool:
-    return not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__")
+    """True for GPU arrays: ``__cuda_array_interface__`` (CuPy, PyTorch, Numba), or a Numba
+    simulator device array (``__cuda_ndarray__``; the cuda backend gives those the interface)."""
+    if isinstance(x, np.ndarray):
+        return False
+    return hasattr(x, "__cuda_array_interface__") or getattr(x, "__cuda_ndarray__", False)
 
 
 def _refuse_dtype(name: str, dtype: np.dtype) -> None:
@@ -66,6 +70,9 @@ def common_float_arrays(named: dict, where: str):
     values = list(named.values())
     device = [is_device_array(v) for v in values]
     if any(device):
+        from . import backends
+
+        backends.get("cuda")  # gives simulator device arrays their __cuda_array_interface__
         if not all(device):
             hosts = [k for k, d in zip(named, device) if not d]
             raise TypeError(
