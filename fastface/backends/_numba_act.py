@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 from ..activations import NAMES
-from ._numba_simd import flat_span, scale_pow2
+from ._numba_simd import exp_ieee, flat_span
 
 __all__ = ["FASTMATH", "CODES", "NONE", "_bias_act_rows", "_dz_rows", "_dz_serial", "_dz_parallel",
            "_sigmoid_serial", "_sigmoid_parallel"]
@@ -42,49 +41,11 @@ TANH = CODES["tanh"]
 SOFTMAX = CODES["softmax"]
 
 
-# exp(x) = 2**n * exp(r), n = round(x / ln 2), r = x - n ln 2 in [-0.35, 0.35] (Cody-Waite:
-# LN2_HI has 9 significant bits so n * LN2_HI is exact), exp(r) by its Taylor polynomial to
-# r**13/13! (truncation < 5e-18, below float64 rounding), 2**n from exponent bits.
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.693359375
-_LN2_LO = -2.12194440054690582768e-4
-_EXP_CLAMP = 1.0e4  # |x| beyond this gives 0 or inf anyway; keeps n a small integer
-_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, ..., 1/1!, 1/0!
-
-
-def _exp_consts(x):
-    """(log2 e, ln2 hi, ln2 lo, clamp, 0.5, Taylor coefficients...) in the type of x (jit only)."""
-    raise TypeError("_exp_consts is only callable from compiled code")
-
-
-@overload(_exp_consts, inline="always")
-def _exp_consts_impl(x):
-    if isinstance(x, types.Float):
-        t = np.float32 if x.bitwidth == 32 else np.float64
-        consts = tuple(t(v) for v in (_LOG2E, _LN2_HI, _LN2_LO, _EXP_CLAMP, 0.5) + _TAYLOR)
-
-        def impl(x):
-            return consts
-
-        return impl
-    return None
-
-
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _exp1(x):
-    """exp(x) in the dtype of x with branch-free arithmetic, so loops over it vectorise
-    (libm's exp is a scalar call). Within 2 ulp of np.exp, subnormals included; exp(-inf)
-    is 0, exp(inf) is inf, NaN stays NaN."""
-    c = _exp_consts(x)
-    xs = x if x > -c[3] else -c[3]
-    xs = xs if xs < c[3] else c[3]
-    n = np.floor(xs * c[0] + c[4])
-    r = (xs - n * c[1]) - n * c[2]
-    p = c[5]
-    for coef in c[6:]:
-        p = p * r + coef
-    y = scale_pow2(p, n)
-    return x if x != x else y
+    """exp(x) in the dtype of x, vectorisable (see _numba_simd.exp_ieee): within 1 ulp of
+    np.exp, exp(-inf) = 0, exp(inf) = inf, NaN stays NaN, subnormals rounded once."""
+    return exp_ieee(x)
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
