@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from . import ops
-from .activations import check_activation
+from .activations import DERIVATIVES, check_activation
 
 __all__ = ["DenseFunction", "Dense", "dense", "to_array", "from_array", "from_model", "to_model"]
 
@@ -86,6 +86,20 @@ _BRIDGES = {
     "cpu": (_host_in, _host_out),
     "cuda": (_device_in, _device_out),
 }
+
+
+def _host_partial_backward(x, W, a, da, activation, need_x, need_w, need_b, backend):
+    """The needed part of dense_backward on the host: dz = act'(a) * da, then dx = dz @ W.T
+    only if need_x, dW = x.T @ dz only if need_w, db only if need_b (None for the others)."""
+    dz = DERIVATIVES[activation](a, da)
+    dx = ops.matmul(dz, W.T, backend=backend) if need_x else None
+    dW = ops.matmul(x.T, dz, backend=backend) if need_w else None
+    db = dz.sum(axis=0) if need_b else None
+    return dx, dW, db
+
+
+# device type -> partial backward (device types without one always take ops.dense_backward)
+_PARTIAL_BACKWARD = {"cpu": _host_partial_backward}
 
 
 def _bridge(t: torch.Tensor, where: str):
@@ -184,15 +198,20 @@ class DenseFunction(torch.autograd.Function):
         to_arr, from_arr = ctx.bridge
         if grad_out.dtype != out.dtype:
             grad_out = grad_out.to(out.dtype)
-        dx, dW, db = ops.dense_backward(
-            to_arr(x), to_arr(weight), to_arr(out), to_arr(grad_out), ctx.activation,
-            backend=ctx.backend,
-        )
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_b = need_b and ctx.has_bias
+        args = (to_arr(x), to_arr(weight), to_arr(out), to_arr(grad_out), ctx.activation)
+        partial = _PARTIAL_BACKWARD.get(x.device.type)
+        if partial is not None and not (need_x and (need_w or need_b)):
+            # a layer whose input needs no gradient (the first layer) or whose parameters are
+            # frozen: only the products that are needed
+            dx, dW, db = partial(*args, need_x, need_w, need_b, ctx.backend)
+        else:
+            dx, dW, db = ops.dense_backward(*args, backend=ctx.backend)
         return (
             from_arr(dx, x) if need_x else None,
             from_arr(dW, x) if need_w else None,
-            from_arr(db, x) if (need_b and ctx.has_bias) else None,
+            from_arr(db, x) if need_b else None,
             None,
             None,
         )

@@ -431,3 +431,29 @@ def test_to_model_reads_plain_torch_mlps():
 def test_model_conversion_refuses_what_it_cannot_represent(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+@pytest.mark.parametrize("activation", NAMES)
+@pytest.mark.parametrize("needs", ["x only (frozen layer)", "params only (first layer)", "weight only"])
+def test_partial_backward_matches_torch(activation, needs):
+    """Layers whose input needs no gradient, or whose parameters are frozen, compute only the
+    products needed; the gradients that are asked for are still torch's."""
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 5, dtype=torch.float64, generator=gen)
+    W = torch.randn(5, 4, dtype=torch.float64, generator=gen)
+    b = torch.randn(4, dtype=torch.float64, generator=gen)
+    g = torch.randn(6, 4, dtype=torch.float64, generator=gen)
+    flags = {
+        "x only (frozen layer)": (True, False, False),
+        "params only (first layer)": (False, True, True),
+        "weight only": (False, True, False),
+    }[needs]
+    mine = [t.detach().clone().requires_grad_(f) for t, f in zip((x, W, b), flags)]
+    ref = [t.detach().clone().requires_grad_(f) for t, f in zip((x, W, b), flags)]
+    fft.DenseFunction.apply(*mine, activation).backward(g)
+    TORCH_ACT[activation](ref[0] @ ref[1] + ref[2]).backward(g)
+    for m, r, f in zip(mine, ref, flags):
+        if f:
+            torch.testing.assert_close(m.grad, r.grad, **TOL[torch.float64])
+        else:
+            assert m.grad is None
