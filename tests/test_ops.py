@@ -267,15 +267,37 @@ def test_matmul_matches_reference(backend, dtype):
     run()
 
 
+# --- rounding of the activations themselves ---------------------------------------------------
+# |d act / d z| from the output a; relu and linear involve no exp, so no argument rounding.
+SLOPES = {
+    "linear": lambda a: np.zeros_like(a),
+    "relu": lambda a: np.zeros_like(a),
+    "sigmoid": lambda a: a * (1 - a),
+    "tanh": lambda a: 1 - a * a,
+    "softmax": lambda a: a * (1 - a),
+}
+
+
+def activation_rounding(z64, a64, activation, dtype):
+    """Bound on the error of act(z) for exact z: relative eps * |a|, plus the slope times eps|z|
+    (an exp allowed to approximate, e.g. exp2(z * log2 e), rounds its argument, and exp's
+    condition number is |z|), plus the smallest normal number (subnormal results may be
+    rounded or flushed to zero)."""
+    span = np.abs(z64)
+    if activation == "softmax":  # exp(z - max z): arguments up to 2 max|z| of the row
+        span = 2 * span.max(axis=1, keepdims=True)
+    eps = C_ERR * _eps(dtype)
+    return eps * (np.abs(a64) + span * np.abs(SLOPES[activation](a64))) + np.finfo(dtype).tiny * 4
+
+
 # --- sigmoid -----------------------------------------------------------------------------------
 def check_sigmoid(backend, dtype, z):
     snap = _snapshot(z)
     got = ops.sigmoid(z, backend=backend)
     _assert_untouched(snap, f"backend={backend} sigmoid")
-    expected = reference.sigmoid(np.asarray(z, np.float64))
-    # relative to the value, plus the smallest normal number: results in the subnormal range
-    # (z below about -87 in float32) may be rounded or flushed to zero.
-    bound = C_ERR * _eps(dtype) * expected + np.finfo(dtype).tiny * 4
+    z64 = np.asarray(z, np.float64)
+    expected = reference.sigmoid(z64)
+    bound = activation_rounding(z64, expected, "sigmoid", dtype)
     assert_close(got, expected, bound, backend=backend, stage="sigmoid", dtype=dtype, shape=z.shape)
 
 
@@ -301,7 +323,8 @@ def test_sigmoid_extremes_and_any_shape(backend, dtype):
         expected = reference.sigmoid(z.astype(np.float64))
     got = ops.sigmoid(z, backend=backend)
     assert np.all(np.isfinite(got)), f"backend={backend} sigmoid dtype={np.dtype(dtype).name}: {got}"
-    assert_close(got, expected, C_ERR * _eps(dtype) * expected + np.finfo(dtype).tiny * 4,
+    bound = activation_rounding(z.astype(np.float64), expected, "sigmoid", dtype)
+    assert_close(got, expected, bound,
                  backend=backend, stage="sigmoid-extremes", dtype=dtype, shape=z.shape)
     for shape in [(7,), (2, 3, 5)]:
         zz = np.linspace(-5, 5, int(np.prod(shape))).astype(dtype).reshape(shape)
@@ -315,13 +338,13 @@ def test_sigmoid_extremes_and_any_shape(backend, dtype):
 def forward_bound(x64, W64, b64, expected, activation, dtype):
     """Elementwise error bound on a = act(x @ W + b): the error of z passed through act
     (every activation here is 1-Lipschitz; softmax mixes the errors of a row), plus the
-    rounding of the activation itself."""
+    rounding of the activation itself (relative, times exp's condition number 1 + |z|)."""
     K = x64.shape[1]
     zmag = np.abs(x64) @ np.abs(W64) + np.abs(b64)
     zerr = C_ERR * _eps(dtype) * math.sqrt(K + 2) * zmag
     if activation == "softmax":
         zerr = np.broadcast_to(zerr.max(axis=1, keepdims=True), zerr.shape)
-    return zerr + C_ERR * _eps(dtype) * np.abs(expected) + np.finfo(dtype).tiny * 4
+    return zerr + activation_rounding(x64 @ W64 + b64, expected, activation, dtype)
 
 
 def check_forward(backend, dtype, activation, x, W, b):
