@@ -2,6 +2,7 @@
 
     python benches/c_lab.py                 # matmul 512^3 + the course layer, both dtypes
     python benches/c_lab.py --sizes 256 512 1024 --dtype float32 --sweep
+    python benches/c_lab.py --sizes --shapes 1024x4096x1024 32x400x25
     python benches/c_lab.py --quick         # smoke run (small sizes), checks only
 
 Versions of C = A @ B (one line per configuration, GFLOP/s and the ratio to NumPy):
@@ -120,6 +121,8 @@ def layer_lines(C, N, IN, OUT, dtype, repeats):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[512], help="square matmul sizes")
+    parser.add_argument("--shapes", nargs="*", default=[], metavar="MxKxN",
+                        help="more matmul shapes, e.g. 1024x4096x1024 (A is M x K, B is K x N)")
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--sweep", action="store_true", help="block-size sweep of the best level")
@@ -137,8 +140,16 @@ def main(argv=None) -> int:
     print(f"# c backend: SIMD levels here {levels}; numpy {np.__version__}, "
           f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; CPU time of one thread")
     for dtype in dtypes:
-        for n in sizes:
-            matmul_lines(C, n, n, n, dtype, repeats, levels, args.sweep and not args.quick)
+        shapes = [(n, n, n) for n in sizes]
+        for text in [] if args.quick else args.shapes:
+            try:
+                shapes.append(tuple(int(v) for v in text.lower().split("x")))
+            except ValueError:
+                parser.error(f"--shapes takes MxKxN like 1024x4096x1024; got {text!r}")
+            if len(shapes[-1]) != 3:
+                parser.error(f"--shapes takes MxKxN like 1024x4096x1024; got {text!r}")
+        for M, K, N in shapes:
+            matmul_lines(C, M, K, N, dtype, repeats, levels, args.sweep and not args.quick)
         layer_lines(C, 32, 400, 25, dtype, repeats)
     return 0
 
