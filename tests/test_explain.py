@@ -7,6 +7,8 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fastface as ff
 import fastface.explain as fx
@@ -70,6 +72,24 @@ def test_saliency_matches_finite_differences(act, depth):
             for j in range(sizes[layer]):
                 np.testing.assert_allclose(fx.saliency(model, x, layer, unit=j), S[j], rtol=1e-12, atol=1e-15)
             np.testing.assert_allclose(fx.saliency(model, x, layer, unit=[2, 0]), S[[2, 0]], rtol=1e-12, atol=1e-15)
+
+
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    acts=st.lists(st.sampled_from(NAMES), min_size=3, max_size=3),
+    seed=st.integers(0, 2**16),
+    batch=st.integers(1, 3),
+)
+def test_saliency_matches_finite_differences_any_shape(sizes, acts, seed, batch):
+    """Widths from 1 (a one-unit softmax is constant) to 6, any activation at any depth."""
+    model = make_model(sizes, acts[: len(sizes) - 1], seed=seed)
+    X = np.random.default_rng(seed).normal(size=(batch, sizes[0]))
+    for layer in range(1, len(sizes)):
+        S = fx.saliency(model, X, layer, keepdims=True)
+        assert S.shape == (batch, sizes[layer], sizes[0])
+        for i in range(batch):
+            fd = finite_differences(model, X[i], layer)
+            assert np.max(np.abs(S[i] - fd)) <= 1e-6 * max(np.max(np.abs(fd)), 1e-3)
 
 
 def test_saliency_batch_and_keepdims():
