@@ -254,7 +254,8 @@ def register(subparsers) -> None:
     p.add_argument("image", help="a photo (any file Pillow reads) or a .npy array")
     p.add_argument("--unit", type=int, default=None,
                    help="one unit (default: the units the photo moves most, up to --max-units)")
-    p.add_argument("--method", choices=sorted(METHODS), default="saliency")
+    p.add_argument("--method", choices=sorted(METHODS), default="saliency",
+                   help="saliency (default): exact gradient; smoothgrad; ig: integrated gradients; occlusion")
     p.add_argument("--abs", action="store_true", help="absolute values instead of signed maps")
     p.add_argument("--no-overlay", action="store_true", help="do not draw the photo under the maps")
     p.add_argument("--samples", type=int, default=32, help="smoothgrad: noisy copies (default 32)")
