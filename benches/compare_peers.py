@@ -10,7 +10,8 @@ Configurations (issue 3):
 Every framework trains the same architecture on the same data (uniform 0..1 inputs, labels
 from a fixed random linear rule) with the same batch size and optimizer; compilation and
 first-call costs are excluded (one warm-up epoch each); times are the best of R repeats of
-wall-clock time (the machine is shared, so the best is the least disturbed). Threads are
+wall-clock time of one epoch (the machine is shared, so the best is the least disturbed;
+predict latency: the best of 100 chunks of 200 calls). Threads are
 treated alike: PyTorch is timed at its default thread count and at 1 thread, fastface with
 its BLAS at the default and limited to 1 thread (threadpoolctl, when installed); each side's
 faster setting is the one compared.
@@ -80,12 +81,12 @@ def bench_fastface(cfg, X, y, repeats, epochs_per_repeat):
     return t, f"loss {first:.3f} -> {losses[-1]:.3f}, {path} path", model
 
 
-def bench_fastface_predict(model, x, n=20000):
+def bench_fastface_predict(model, x, n=200, chunks=100):
     model.predict(x)
     out = model.predict(x)
     ref = model.forward_all(x[None, :])[-1]
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-6)
-    return best_of(lambda: [model.predict(x) for _ in range(n)], 5) / n
+    return best_of(lambda: [model.predict(x) for _ in range(n)], chunks) / n
 
 
 # --- PyTorch ----------------------------------------------------------------------------------
@@ -129,13 +130,13 @@ def bench_torch(cfg, X, y, repeats, epochs_per_repeat, threads):
     return t, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {threads} thread(s)", net
 
 
-def bench_torch_predict(net, x, n=20000):
+def bench_torch_predict(net, x, n=200, chunks=100):
     import torch
 
     tx = torch.from_numpy(x[None, :])
     with torch.no_grad():
         net(tx)
-        return best_of(lambda: [net(tx) for _ in range(n)], 5) / n
+        return best_of(lambda: [net(tx) for _ in range(n)], chunks) / n
 
 
 # --- scikit-learn -----------------------------------------------------------------------------
@@ -171,10 +172,10 @@ def bench_sklearn(cfg, X, y, repeats, epochs_per_repeat):
     return t, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, dtype {clf.coefs_[0].dtype}", clf
 
 
-def bench_sklearn_predict(clf, x, n=5000):
+def bench_sklearn_predict(clf, x, n=100, chunks=30):
     xx = x[None, :]
     clf.predict_proba(xx)
-    return best_of(lambda: [clf.predict_proba(xx) for _ in range(n)], 3) / n
+    return best_of(lambda: [clf.predict_proba(xx) for _ in range(n)], chunks) / n
 
 
 def fmt(seconds):
@@ -236,8 +237,8 @@ def main(argv=None):
     for cfg in configs:
         X, y = make_data(cfg)
         course = cfg is COURSE
-        epr = (20 if course else 1) if not args.quick else (5 if course else 1)
-        reps = repeats if course else max(2, repeats // 3)
+        epr = 1  # one epoch per repeat: many short repeats find the machine's quiet moments
+        reps = repeats * 4 if course else max(2, repeats // 3)
         t_ff = None
         for threads in thread_settings:
             with limit(threads):

@@ -62,8 +62,11 @@ FORMAT_VERSION = 1
 NORMALIZE = (None, "standard")
 
 
-class TrainingDivergedError(FloatingPointError):
-    """A loss or gradient became NaN/inf during fit; ``.epoch``, ``.batch``, ``.history``."""
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """A loss or gradient became NaN/inf during fit; ``.epoch``, ``.batch``, ``.history``.
+
+    Also a ValueError (the usual cause is a learning rate or input scale that does not suit
+    the data), so the command line reports it as a one-line error."""
 
     def __init__(self, message, epoch=None, batch=None, history=None):
         super().__init__(message)
@@ -665,7 +668,8 @@ class Sequential:
         """Probabilities (outputs of the last layer), (N, OUT); X raw (N, IN) or one example (IN,).
 
         One example of the model's dtype takes a compiled path with a reused workspace
-        (microseconds); the result is always a new array.
+        (microseconds); the result is always a new array. That workspace belongs to the model:
+        do not call predict on the same model from several threads at once.
         """
         one = self._one
         if (

@@ -262,6 +262,7 @@ def test_divergence_names_epoch_and_batch_and_keeps_finite_weights(fused):
     with pytest.raises(TrainingDivergedError, match=r"epoch \d+, batch \d+") as info:
         model.fit(X, y, epochs=50, batch_size=8, verbose=0)
     assert info.value.epoch is not None and info.value.batch is not None
+    assert isinstance(info.value, ValueError)  # the CLI reports it as a one-line error
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
