@@ -168,11 +168,18 @@ def bench_sklearn(epochs=20, repeats=5, dtype=np.float32):
 
 # --- pytest-benchmark entry points ------------------------------------------------------------
 def _pytest_torch_epoch(benchmark, which):
-    X, y = course_data()
-    ref, ours = torch_nets()
-    run = torch_trainer(ours if which == "fastface" else ref, X, y)
-    run()
-    loss = benchmark(run)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the script's default (--torch-threads 1)
+    try:
+        X, y = course_data()
+        ref, ours = torch_nets()
+        run = torch_trainer(ours if which == "fastface" else ref, X, y)
+        run()
+        loss = benchmark(run)
+    finally:
+        torch.set_num_threads(threads)
     assert np.isfinite(loss)
 
 
