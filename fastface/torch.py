@@ -27,8 +27,11 @@ Zero copy at the boundary:
   device, never through the host.
 
 Gradients: ``dense_backward`` gives (dx, dW, db) from the forward output ``a`` (derivatives are
-computed from ``a``), so the layer saves x, weight and a. It is once-differentiable (no
-double backward). ``torch.autograd.gradcheck`` passes in float64 for every activation.
+computed from ``a``), so the layer saves x, weight and a. When the input needs no gradient
+(a first layer) or the parameters are frozen, the backward computes only the products needed
+(dz = act'(a) * da, then x.T @ dz and/or dz @ W.T through ``ops.matmul``). It is
+once-differentiable (no double backward). ``torch.autograd.gradcheck`` passes in float64 for
+every activation.
 
 Whole networks: ``from_model(model)`` turns a fastface Sequential into an ``nn.Sequential`` of
 Dense layers (weights copied); ``to_model(module)`` turns a torch MLP (Dense layers, or
