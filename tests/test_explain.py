@@ -176,6 +176,21 @@ def test_face_task_front_end_is_chained_to_raw_pixels(normalize, whiten):
     np.testing.assert_allclose(U.reshape(5, 20), lin.T, rtol=1e-12)
 
 
+def test_most_sensitive_units_rank_by_gradient_norm():
+    model = make_model([14, 9, 4], ["sigmoid", "softmax"], seed=24)
+    x = np.random.default_rng(25).normal(size=14)
+    units, norms = fx.most_sensitive_units(model, x, 1, k=4)
+    all_norms = np.linalg.norm(fx.saliency(model, x, 1), axis=1)
+    np.testing.assert_array_equal(units, np.argsort(-all_norms, kind="stable")[:4])
+    np.testing.assert_allclose(norms, all_norms[units])
+    assert np.all(np.diff(norms) <= 0)
+    assert fx.most_sensitive_units(model, x, 2, k=10)[0].shape == (4,)  # k capped by the width
+    with pytest.raises(ValueError, match="k must be"):
+        fx.most_sensitive_units(model, x, 1, k=0)
+    with pytest.raises(ValueError, match="one example"):
+        fx.most_sensitive_units(model, np.zeros((2, 14)), 1)
+
+
 def test_saliency_chunks_large_batches(monkeypatch):
     import importlib
 

@@ -140,10 +140,11 @@ def load_image(path, shape, scale=1.0):
 
 
 def _top_units(model, x, layer, k, backend):
+    """The k units with the largest saliency norm for this photo, and the layer's activations."""
     from .. import explain
 
-    a = explain.layer_activations(model, x, layer, backend=backend)
-    return np.argsort(-np.abs(a - np.median(a)), kind="stable")[:k], a
+    units, _ = explain.most_sensitive_units(model, x, layer, k, backend=backend)
+    return units, explain.layer_activations(model, x, layer, backend=backend)
 
 
 def _common_args(p):
@@ -186,7 +187,7 @@ def _run_explain(args) -> int:
         alpha=0.65,
         suptitle=f"layer {args.layer}: {title}",
     )
-    which = f"unit {args.unit}" if args.unit is not None else f"the {len(chosen)} units the photo moves most"
+    which = f"unit {args.unit}" if args.unit is not None else f"the {len(chosen)} units this photo can move most"
     print(f"wrote {args.out}: {args.method} of layer {args.layer}, {which}" + (f"; {note}" if note else ""))
     return 0
 
@@ -253,7 +254,7 @@ def register(subparsers) -> None:
     p.add_argument("model", help="a model file (model.save / face task save)")
     p.add_argument("image", help="a photo (any file Pillow reads) or a .npy array")
     p.add_argument("--unit", type=int, default=None,
-                   help="one unit (default: the units the photo moves most, up to --max-units)")
+                   help="one unit (default: the --max-units units with the largest gradient for this photo)")
     p.add_argument("--method", choices=sorted(METHODS), default="saliency",
                    help="saliency (default): exact gradient; smoothgrad; ig: integrated gradients; occlusion")
     p.add_argument("--abs", action="store_true", help="absolute values instead of signed maps")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from .attribution import QUADRATURES, completeness_gap, integrated_gradients, occlusion
 from .demo import demo_pictures
 from .plots import MissingDependencyError, save_grid
-from .gradients import layer_activations, saliency, smoothgrad
+from .gradients import layer_activations, most_sensitive_units, saliency, smoothgrad
 from .units import maximize_unit, projection, unit_images
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "saliency",
     "smoothgrad",
     "layer_activations",
+    "most_sensitive_units",
     "integrated_gradients",
     "occlusion",
     "completeness_gap",

@@ -11,16 +11,10 @@ import numpy as np
 
 from ._common import check_layer, image_shape, network
 from .plots import save_grid
-from .gradients import layer_activations, saliency
+from .gradients import layer_activations, most_sensitive_units, saliency
 from .units import unit_images
 
 __all__ = ["demo_pictures"]
-
-
-def _top_units(model, x, layer, k):
-    a = layer_activations(model, x, layer)
-    order = np.argsort(-np.abs(a - np.median(a)), kind="stable")[:k]
-    return order, a
 
 
 def demo_pictures(model, image, shape, out_dir, *, max_units=32, saliency_units=8):
@@ -29,8 +23,9 @@ def demo_pictures(model, image, shape, out_dir, *, max_units=32, saliency_units=
     - ``units_layer1.png``: the first `max_units` layer-1 units' incoming weights as images;
     - ``units_layer2.png`` (models with >= 2 layers): layer-2 units projected back through W_1;
     - ``saliency_layer{l}.png`` for every hidden layer l (layer 1 for a one-layer model): the
-      signed saliency d a_l[j] / d x of the photo for the `saliency_units` units of layer l that
-      the photo moves most, over the photo, with each unit's activation in the title.
+      signed saliency d a_l[j] / d x of the photo for the `saliency_units` units of layer l whose
+      gradient is largest (the units this photo can move most), over the photo, each panel
+      with its own colour scale and the unit's activation in the title.
 
     model   a fastface model (or a face task object holding one in .model)
     image   the photo as the network takes it: (H, W) or (IN,), already preprocessed
@@ -62,13 +57,14 @@ def demo_pictures(model, image, shape, out_dir, *, max_units=32, saliency_units=
     hidden = range(1, max(net.depth - 1, 1) + 1)
     for layer in hidden:
         layer = check_layer(net, layer, "demo_pictures")
-        units, a = _top_units(model, x, layer, min(saliency_units, net.width(layer)))
-        S = saliency(model, x, layer, unit=[int(u) for u in units])
+        units, _ = most_sensitive_units(model, x, layer, min(saliency_units, net.width(layer)))
+        a = layer_activations(model, x, layer)
+        S = saliency(model, x, layer, unit=units)
         paths.append(
             save_grid(
                 S.reshape(len(units), H, W),
                 os.path.join(out_dir, f"saliency_layer{layer}.png"),
-                titles=[f"unit {u}: a={a[u]:.2f}" for u in units],
+                titles=[f"unit {u}: a={a[u]:.3g}" for u in units],
                 overlay=x.reshape(H, W),
                 alpha=0.8,
                 shared_scale=False,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .attribution import integrated_gradients, occlusion
-from .gradients import layer_activations, saliency, smoothgrad
+from .gradients import layer_activations, most_sensitive_units, saliency, smoothgrad
 from .plots import save_grid
 from .units import maximize_unit, unit_images
 
@@ -91,11 +91,11 @@ def make_figures(model, X, target, test, out, *, shape=None, steps=150):
     x, photo = X[i], X[i].reshape(SHAPE)
     for layer in (1, 2):
         a = layer_activations(model, x, layer)
-        top = np.argsort(-np.abs(a - np.median(a)), kind="stable")[:8]
+        top, _ = most_sensitive_units(model, x, layer, 8)
         S = saliency(model, x, layer, unit=top)  # one batched pass for the 8 units
         paths[f"saliency_layer{layer}"] = save_grid(
             S.reshape(len(top), *SHAPE), os.path.join(out, f"saliency_layer{layer}.png"),
-            titles=[f"unit {u}: a={a[u]:.2f}" for u in top], overlay=photo, alpha=0.8, ncols=4,
+            titles=[f"unit {u}: a={a[u]:.3g}" for u in top], overlay=photo, alpha=0.8, ncols=4,
             shared_scale=False,
             suptitle=f"Layer {layer}: d a{layer}[j] / d pixel for this photo (signed; red: brighter raises the unit)")
 

@@ -26,7 +26,7 @@ from .. import ops
 from ..activations import DERIVATIVES
 from ._common import check_layer, check_units, check_x, network, resolve_backend
 
-__all__ = ["saliency", "smoothgrad", "layer_activations"]
+__all__ = ["saliency", "smoothgrad", "layer_activations", "most_sensitive_units"]
 
 # Upper bound on the elements of one chunk of the reverse pass (rows * widest layer), so a
 # big batch (SmoothGrad samples, IG steps) never materialises gigabytes at once.
@@ -179,6 +179,22 @@ def saliency(model, x, layer, unit=None, abs=False, backend=None, *, keepdims=Fa
     if x2.shape[0] == 1 and not keepdims:
         J = J[0]
     return J
+
+
+def most_sensitive_units(model, x, layer, k=8, *, backend=None):
+    """The k units of `layer` this example can move most: largest ||d a[layer][j] / d x||_2.
+
+    x (IN,) one example. One batched saliency pass over every unit; returns
+    (units (k,) int64, norms (k,)) in decreasing order of the gradient norm (ties: lower unit first).
+    """
+    S = saliency(model, x, layer, backend=backend)
+    if S.ndim != 2:
+        raise ValueError(f"most_sensitive_units: x must be one example (IN,); got shape {np.shape(x)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"most_sensitive_units: k must be an integer >= 1; got {k!r}")
+    norms = np.linalg.norm(S.astype(np.float64), axis=1)
+    order = np.argsort(-norms, kind="stable")[: int(k)]
+    return order.astype(np.int64), norms[order]
 
 
 def smoothgrad(model, x, layer, unit=None, *, samples=32, noise=0.15, seed=0, abs=False,
