@@ -11,7 +11,16 @@ import fastface as ff
 import fastface.explain as fx
 from fastface.cli import main
 
-pytest.importorskip("matplotlib", reason="PNG grids need matplotlib (pip install fastface[plots])")
+try:
+    import matplotlib  # noqa: F401
+    import PIL  # noqa: F401
+
+    HAS_PLOTS = True
+except ImportError:
+    HAS_PLOTS = False
+needs_plots = pytest.mark.skipif(
+    not HAS_PLOTS, reason="PNG grids need matplotlib and Pillow (pip install fastface[plots])"
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -90,6 +99,7 @@ def test_real_face_unit_images_and_maximize(face_model):
     assert value > start
 
 
+@needs_plots
 def test_face_task_identifier_explained_in_pixels(small_faces, tmp_path, capsys):
     """A faces.Identifier (per-image normalisation + whitening PCA front end) explained w.r.t.
     the photo's pixels, through the Python API and through its saved file on the CLI."""
@@ -121,6 +131,7 @@ def test_face_task_identifier_explained_in_pixels(small_faces, tmp_path, capsys)
     assert "through the input stages" in capsys.readouterr().out
 
 
+@needs_plots
 def test_demo_pictures(face_model, small_faces, tmp_path):
     imgs, _ = small_faces
     paths = fx.demo_pictures(face_model, imgs[0], None, tmp_path / "demo", max_units=6, saliency_units=3)
@@ -131,6 +142,7 @@ def test_demo_pictures(face_model, small_faces, tmp_path):
         assert w > 100 and h > 100
 
 
+@needs_plots
 def test_readme_figures_are_drawn(face_model, small_faces, tmp_path):
     from fastface.explain.figures import make_figures
 
@@ -145,6 +157,7 @@ def test_readme_figures_are_drawn(face_model, small_faces, tmp_path):
 
 
 # --- PNG grids -----------------------------------------------------------------------------------
+@needs_plots
 def test_save_grid_writes_a_png(tmp_path):
     rng = np.random.default_rng(1)
     maps = rng.normal(size=(5, 6, 7))
@@ -160,6 +173,7 @@ def test_save_grid_writes_a_png(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.png", "grid.png", "one.png", "zeros.png"]
 
 
+@needs_plots
 def test_save_grid_is_centred_at_zero(tmp_path):
     from PIL import Image
 
@@ -175,6 +189,7 @@ def test_save_grid_is_centred_at_zero(tmp_path):
     assert right[0] > right[2] and right[0] > 230  # small positive: light red, not white
 
 
+@needs_plots
 def test_save_grid_bad_inputs(tmp_path):
     maps = np.zeros((2, 4, 4))
     with pytest.raises(ValueError, match="must end in .png"):
@@ -208,6 +223,7 @@ def saved(face_model, small_faces, tmp_path_factory):
     return folder, path
 
 
+@needs_plots
 @pytest.mark.parametrize("method", ["saliency", "smoothgrad", "ig", "occlusion"])
 def test_cli_explain_every_method(saved, method, capsys):
     folder, model = saved
@@ -222,6 +238,7 @@ def test_cli_explain_every_method(saved, method, capsys):
         assert "completeness gap" in printed
 
 
+@needs_plots
 def test_cli_explain_one_unit_from_npy_and_units(saved, capsys):
     folder, model = saved
     assert main(["explain", model, str(folder / "face.npy"), "--layer", "-1", "--unit", "3",
@@ -249,6 +266,7 @@ def test_cli_explain_one_unit_from_npy_and_units(saved, capsys):
         (["units", "{folder}/face.png", "--layer", "1", "--out", "{folder}/e.png"], ""),
     ],
 )
+@needs_plots
 def test_cli_errors_are_one_line(saved, args, message, capsys):
     folder, model = saved
     args = [a.format(model=model, folder=folder) for a in args]
@@ -258,6 +276,7 @@ def test_cli_errors_are_one_line(saved, args, message, capsys):
     assert pytest.importorskip("re").search(message, err)
 
 
+@needs_plots
 def test_cli_wrong_size_npy(saved, capsys):
     folder, model = saved
     np.save(folder / "small.npy", np.zeros((8, 8)))
