@@ -295,3 +295,16 @@ def test_cli_help_lists_the_commands(capsys):
         with pytest.raises(SystemExit):
             main(["units", "--help"])
     assert "--layer" in capsys.readouterr().out
+
+
+@needs_plots
+def test_missing_matplotlib_is_a_clear_error(saved, monkeypatch, capsys, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)  # import now fails
+    with pytest.raises(fx.MissingDependencyError, match=r"pip install fastface\[plots\]"):
+        fx.save_grid(np.zeros((1, 2, 2)), tmp_path / "x.png")
+    folder, model = saved
+    assert main(["units", model, "--layer", "1", "--out", str(tmp_path / "u.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastface units: error: ") and "fastface[plots]" in err and "\n" not in err
