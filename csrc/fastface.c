@@ -176,6 +176,14 @@ static void *ff_alloc_aligned(size_t bytes, void **base)
     return (void *)p;
 }
 
+/* GCC turns short copy loops (an edge tile's 12 x 25 floats) into memcpy calls, one per
+ * row, each costing more than the copy; keep them as inline vector loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FF_NO_MEMCPY_IDIOM __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define FF_NO_MEMCPY_IDIOM
+#endif
+
 static int64_t ff_round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 static int64_t ff_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
