@@ -9,8 +9,11 @@ warning, and at run time the `c` backend reports itself unavailable with the rea
 import os
 import sys
 
+import glob
+
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.sdist import sdist
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,6 +40,20 @@ class OptionalBuildExt(build_ext):
             f"({type(exc).__name__}: {exc}); the 'c' backend will be unavailable, "
             "every other backend works. Install a C compiler and reinstall to get it.\n"
         )
+
+
+class SdistWithCSources(sdist):
+    """Ship all of csrc/ in the sdist: the cffi builder (csrc/ffi_build.py, which setuptools
+    would leave out: it is no package module and the repository has no MANIFEST.in), the
+    header it reads as the cdef, and the C sources it includes."""
+
+    def make_release_tree(self, base_dir, files):
+        extra = [
+            path
+            for pattern in ("*.py", "*.h", "*.c", "*.inc", "*.supp")
+            for path in sorted(glob.glob(os.path.join("csrc", pattern)))
+        ]
+        super().make_release_tree(base_dir, sorted(set(files) | set(extra)))
 
 
 def read(name):
@@ -69,7 +86,7 @@ setup(
     install_requires=["numpy>=1.23", "numba>=0.58", "cffi>=1.15"],
     extras_require=EXTRAS,
     cffi_modules=["csrc/ffi_build.py:ffibuilder"],
-    cmdclass={"build_ext": OptionalBuildExt},
+    cmdclass={"build_ext": OptionalBuildExt, "sdist": SdistWithCSources},
     entry_points={"console_scripts": ["fastface = fastface.cli:main"]},
     zip_safe=False,
 )
