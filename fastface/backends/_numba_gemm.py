@@ -12,7 +12,7 @@ summation order:
     _gemm_naive     i-k-j loops; the algorithmic reference and the fallback (tests compare)
     _gemm_serial    one thread, for small problems where packing and threads cost more than
                     they save: ``_gemm_direct`` (no packing, the NARROW micro-kernel reads A
-                    and B in place) when B has unit column stride, else packed panels
+                    and B in place); a B without unit column stride is copied row-major first
     _gemm_parallel  BLIS-style: per thread, pack a kc x nc block of B into NR-wide panels and
                     an mc x kc block of A into MR-high panels (contiguous, zero-padded: packing
                     also turns strided inputs contiguous), then run the WIDE micro-kernel over
@@ -188,29 +188,38 @@ def _gemm_block(A, B, C, r0, r1, c0, c1, mc, kc, nc, Ap, Bp):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
-def _gemm_serial(A, B, C, b, act, mc, kc, nc, threads):
-    """C (M, P) = act(A (M, K) @ B (K, P) + b) on one thread (threads is ignored).
+def _copy_rows(B):
+    """A C-contiguous copy of B (K, P), reading along whichever axis of B is contiguous."""
+    K, P = B.shape
+    out = np.empty((K, P), dtype=B.dtype)
+    flat, off, rs, cs = _flat(B)
+    if rs == 1:  # column-major views (W.T): read down columns, write with stride P
+        for j in range(P):
+            s = off + j * cs
+            for k in range(K):
+                out[k, j] = flat[s + k]
+    else:
+        for k in range(K):
+            s = off + k * rs
+            for j in range(P):
+                out[k, j] = flat[s + j * cs]
+    return out
 
-    B with unit column stride: the unpacked direct kernel; otherwise (e.g. B = W.T) pack
-    panels first, then apply the epilogue. Returns 1 for unaligned strides, else 0.
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+def _gemm_serial(A, B, C, b, act, mc, kc, nc, threads):
+    """C (M, P) = act(A (M, K) @ B (K, P) + b) on one thread (mc, kc, nc, threads ignored).
+
+    The unpacked direct kernel; a B without unit column stride (e.g. B = W.T in dx = dz @ W.T)
+    is first copied row-major (K*P elements: cheap at the sizes routed here).
+    Returns 1 for unaligned strides (nothing done), else 0.
     """
     if _unaligned(A) or _unaligned(B) or _unaligned(b):
         return 1
     if B.strides[1] == B.itemsize:
         _gemm_direct(A, B, C, b, act)
-        return 0
-    M, K = A.shape
-    P = B.shape[1]
-    MR = MR_WIDE
-    NR = NV_WIDE * (VEC_BYTES // A.itemsize)
-    mcb = min(max(MR, mc // MR * MR), (M + MR - 1) // MR * MR)
-    ncb = min(max(NR, nc // NR * NR), (P + NR - 1) // NR * NR)
-    kcb = max(1, min(kc, K))
-    Ap = np.empty(mcb * kcb, dtype=C.dtype)
-    Bp = np.empty(ncb * kcb, dtype=C.dtype)
-    _gemm_block(A, B, C, 0, M, 0, P, mcb, kcb, ncb, Ap, Bp)
-    if act != NONE:
-        _bias_act_rows(C, b, act, 0, M)
+    else:
+        _gemm_direct(A, _copy_rows(B), C, b, act)
     return 0
 
 

@@ -17,7 +17,7 @@ a table by problem size and calls it with preallocated outputs:
 
 - *small* problems (``config.NUMBA_SERIAL_FLOPS`` multiply-adds or fewer) run serially on the
   unpacked narrow micro-kernel: no threads, no packing, no allocation besides the results
-  (the backward adds dz (N, OUT) and, for a W without unit column stride, one copy of W.T);
+  (the backward adds dz (N, OUT) and a row-major copy of W.T for dx = dz @ W.T);
 - *large* ones pack panels and run ``prange`` over blocks of the output rows (see
   :mod:`._numba_gemm`). dx is parallel over rows of dx, dW over rows of dW (IN), db is summed
   in per-thread partials then reduced serially: no racy ``+=``.
@@ -25,6 +25,11 @@ a table by problem size and calls it with preallocated outputs:
 Fusion: the forward adds the bias and applies the activation to each band of rows right
 after its GEMM (still in cache); the backward computes dz = act'(a) * da and db in one pass
 and feeds dz to both GEMMs (dx = dz @ W.T, dW = x.T @ dz).
+
+The GEMM itself is a register-blocked SIMD micro-kernel (:mod:`._numba_simd`, AVX-512/AVX2
+FMA vectors as LLVM IR) inside BLIS-style packing loops (:mod:`._numba_gemm`); activations
+and their derivatives are :mod:`._numba_act` (exp is a vectorisable intrinsic, 1 ulp).
+``config.NUMBA_KERNEL = "naive"`` switches every call to the plain-loop reference kernels.
 
 Every core is compiled once per dtype with an explicit signature whose input arrays are
 read-only, any-layout (``float32[:, :]``) and whose outputs are C-contiguous: C-contiguous,
