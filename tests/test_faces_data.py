@@ -219,3 +219,39 @@ def test_pca_whitener_against_sklearn():
     img = rng.uniform(size=(2, 4, 4)).astype(np.float32)
     np.testing.assert_array_equal(fe.transform(img), fe2.transform(img))
     assert fe.n_out == 5
+
+
+def test_illumination_normalize_removes_brightness_and_shading():
+    from fastface.faces.preprocess import illumination_normalize
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.9, size=(2, 32, 32))
+    a = illumination_normalize(x)
+    assert a.shape == x.shape and a.dtype == np.float32 and np.all(np.abs(a) <= 10)
+    # a global brightness change is a constant factor after gamma; contrast equalisation removes it
+    np.testing.assert_allclose(illumination_normalize(0.5 * x), a, atol=0.05)
+    fe = FrontEnd(normalize=True, whiten=0, illumination=True).fit(x.astype(np.float32))
+    back = FrontEnd.from_arrays(fe.config(), fe.arrays())
+    np.testing.assert_array_equal(back.transform(x.astype(np.float32)), fe.transform(x.astype(np.float32)))
+
+
+def test_platt_fit_matches_logistic_regression():
+    lm = pytest.importorskip("sklearn.linear_model", reason="scikit-learn not installed")
+    from fastface.faces._base import platt_fit
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=400)
+    y = (rng.uniform(size=400) < 1 / (1 + np.exp(-(2 * z - 1)))).astype(int)
+    a, b = platt_fit(z, y)
+    n1, n0 = y.sum(), len(y) - y.sum()
+    t = np.where(y == 1, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+    # the same soft-target log-loss, minimised by scikit-learn on duplicated weighted rows
+    Z = np.r_[z, z][:, None]
+    Y = np.r_[np.ones(400), np.zeros(400)]
+    W = np.r_[t, 1 - t]
+    ref = lm.LogisticRegression(C=1e6, tol=1e-10, max_iter=1000).fit(Z, Y, sample_weight=W)
+    assert a == pytest.approx(ref.coef_[0, 0], rel=1e-3)
+    assert b == pytest.approx(ref.intercept_[0], abs=1e-3)
+    # separable scores: finite, positive slope
+    a2, _ = platt_fit(np.r_[rng.normal(-5, 1, 50), rng.normal(20, 1, 5)], np.r_[np.zeros(50), np.ones(5)])
+    assert 0 < a2 < 1e3

@@ -14,7 +14,7 @@ from fastface.cli import main
 from fastface.faces import metrics
 from fastface.faces.verify import all_pairs
 
-FAST = dict(whiten=40, epochs=12, batch_size=64)
+FAST = dict(whiten=40, epochs=12, batch_size=64, shifts=1)
 
 
 def split(target, people, n_train=5, seed=0):
@@ -150,6 +150,20 @@ def test_verifier_open_set(oli, tmp_path):
     assert back.threshold == ver.threshold
 
 
+def test_verifier_frontend_embedding_and_adapt(oli):
+    X, y = oli
+    ver = faces.Verifier(embedding="frontend", tune_fraction=0.0, **dict(FAST, epochs=2)).fit(X[y < 10], y[y < 10])
+    assert ver.tuning["people"] == 0 and "optimistic" in ver.tuning["note"]
+    unseen = (y >= 30)
+    ver.adapt(X[unseen])
+    E = ver.embed(X[unseen])
+    assert E.shape == (100, 40)  # the 40 whitening components of FAST
+    i, j, same = all_pairs(y[unseen])
+    assert metrics.roc_auc(same, np.sum(E[i] * E[j], axis=1)) >= 0.85
+    with pytest.raises(ValueError, match="embedding"):
+        faces.Verifier(embedding="pixels")
+
+
 def test_load_refuses_other_files(tmp_path):
     bad = tmp_path / "x.npz"
     np.savez(bad, a=np.zeros(3))
@@ -163,7 +177,7 @@ def test_cli_train_predict_verify(olivetti_npz, tmp_path, capsys):
 
     data = str(data_dir())
     out = tmp_path / "m.npz"
-    args = ["train", "--dataset", "olivetti", "--data", data, "--hidden", "32", "--epochs", "6", "--quiet"]
+    args = ["train", "--dataset", "olivetti", "--data", data, "--hidden", "32", "--epochs", "3", "--quiet"]
     assert main(args + ["--task", "identify", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "held-out results (identify)" in text and "accuracy" in text and "ece" in text

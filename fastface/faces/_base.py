@@ -37,16 +37,35 @@ def platt_fit(z, y, weights=None, iters=100):
     w = np.ones_like(z) if weights is None else np.asarray(weights, np.float64)
     n_pos, n_neg = w[y == 1].sum(), w[y == 0].sum()
     t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    a, b = 1.0, 0.0
     A = np.stack([z, np.ones_like(z)], axis=1)
+    ridge = 1e-6
+
+    def loss(theta):
+        s = A @ theta
+        return float(np.sum(w * (np.logaddexp(0.0, s) - t * s)) + 0.5 * ridge * theta @ theta)
+
+    theta = np.array([1.0 / max(float(np.std(z)), 1e-12), 0.0])
+    theta[1] = -theta[0] * float(np.mean(z))
+    current = loss(theta)
     for _ in range(iters):
-        p = sigmoid(a * z + b)
-        g = A.T @ (w * (p - t)) + 1e-6 * np.array([a, b])
-        H = (A * (w * p * (1 - p))[:, None]).T @ A + 1e-6 * np.eye(2)
+        p = sigmoid(A @ theta)
+        g = A.T @ (w * (p - t)) + ridge * theta
+        H = (A * (w * p * (1 - p))[:, None]).T @ A + ridge * np.eye(2)
         step = np.linalg.solve(H, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
+        lr = 1.0
+        while lr > 1e-8:  # backtracking: Newton steps never increase the loss
+            trial = theta - lr * step
+            value = loss(trial)
+            if value <= current:
+                break
+            lr *= 0.5
+        else:
             break
+        theta, done = trial, current - value < 1e-12 * max(1.0, abs(current))
+        current = value
+        if done:
+            break
+    a, b = theta
     return float(a), float(b)
 
 
@@ -72,7 +91,8 @@ class FaceModel:
     """Base of PersonClassifier, Identifier, Verifier: photos -> FrontEnd -> Sequential.
 
     Training options common to all three (constructor keywords):
-      normalize (bool): per-image zero mean / unit std;  whiten (int): PCA whitening
+      normalize (bool): per-image zero mean / unit std;  illumination (bool): Tan-Triggs
+      lighting normalisation first (gamma, difference of Gaussians, contrast equalisation);  whiten (int): PCA whitening
       components (0 = raw pixels);  shifts (int) and mirror (bool): training augmentation;
       epochs, batch_size, learning_rate, weight_decay (L2 on weights, Adam);  seed;
       verbose (0 silent, 1 progress bar).
@@ -84,7 +104,7 @@ class FaceModel:
         super().__init_subclass__(**kw)
         _KINDS[cls.kind] = cls
 
-    def __init__(self, *, hidden, activation, normalize=True, whiten=100, shifts=1, mirror=True,
+    def __init__(self, *, hidden, activation, normalize=True, whiten=100, illumination=False, shifts=1, mirror=True,
                  epochs=40, batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
         where = type(self).__name__
         self.hidden = _hidden(hidden, where)
@@ -92,6 +112,7 @@ class FaceModel:
 
         self.activation = check_activation(activation)
         self.normalize = bool(normalize)
+        self.illumination = bool(illumination)
         self.whiten = _positive_int(f"{where}: whiten", whiten, 0)
         self.shifts = _positive_int(f"{where}: shifts", shifts, 0)
         self.mirror = bool(mirror)
@@ -111,7 +132,7 @@ class FaceModel:
     # --- configuration and state that go into the file -----------------------------------------
     def get_params(self) -> dict:
         return {"hidden": list(self.hidden), "activation": self.activation, "normalize": self.normalize,
-                "whiten": self.whiten, "shifts": self.shifts, "mirror": self.mirror,
+                "illumination": self.illumination, "whiten": self.whiten, "shifts": self.shifts, "mirror": self.mirror,
                 "epochs": self.epochs, "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
                 "seed": self.seed}
@@ -153,7 +174,7 @@ class FaceModel:
         return x, t
 
     def _fit_frontend(self, x):
-        self.frontend = FrontEnd(self.normalize, self.whiten).fit(x)
+        self.frontend = FrontEnd(self.normalize, self.whiten, illumination=self.illumination).fit(x)
 
     def _train(self, x, y, out_units, out_activation, *, class_weight=None, epochs=None, seed_offset=0):
         """Train a fresh network on photos x (N, H, W) float and labels y (N,); returns it."""

@@ -33,9 +33,10 @@ class PersonClassifier(FaceModel):
     kind = "person"
 
     def __init__(self, person, hidden=(25, 15), *, activation="sigmoid", calibration="platt", cv=3,
-                 threshold=0.5, normalize=True, whiten=100, shifts=1, mirror=True, epochs=30,
+                 threshold=0.5, normalize=True, whiten=100, illumination=False, shifts=1, mirror=True, epochs=30,
                  batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
         super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
+                         illumination=illumination,
                          shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, seed=seed, verbose=verbose)
         if isinstance(person, bool) or not isinstance(person, (int, np.integer, str)):

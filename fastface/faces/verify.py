@@ -15,7 +15,13 @@ from . import metrics
 from ._base import FaceModel, platt_fit, sigmoid
 from .preprocess import check_target
 
-__all__ = ["Verifier", "Verdict", "all_pairs"]
+__all__ = ["Verifier", "Verdict", "all_pairs", "EMBEDDINGS"]
+
+# embedding name -> what is compared (both centred and L2-normalised)
+EMBEDDINGS = {
+    "hidden": "the last hidden layer of the network (trained to tell the training people apart)",
+    "frontend": "the whitened front-end features (PCA of the training photos; generalises across datasets)",
+}
 
 
 class Verdict(NamedTuple):
@@ -38,6 +44,10 @@ class Verifier(FaceModel):
     person land close together, of different people far apart, also for people the network
     never saw, because the layer encodes general face differences, not the training names.
 
+    embedding='frontend' compares the whitened front-end features instead (the network is
+    still trained and saved): less separating within one dataset, more robust across
+    datasets and lighting (use it with illumination=True and :meth:`adapt`).
+
     Decision: same when the cosine score >= threshold. `fit` tunes the threshold (equal
     error rate, or the target false-accept rate `far`) and a Platt calibration of the score
     into P(same) on all pairs of held-out people: a fraction `tune_fraction` of the people is
@@ -47,12 +57,16 @@ class Verifier(FaceModel):
 
     kind = "verify"
 
-    def __init__(self, hidden=(64,), *, activation="tanh", far=None, tune_fraction=0.2, refit=True,
-                 normalize=True, whiten=100, shifts=1, mirror=True, epochs=40, batch_size=64,
+    def __init__(self, hidden=(64,), *, activation="tanh", embedding="hidden", far=None, tune_fraction=0.2, refit=True,
+                 normalize=True, whiten=100, illumination=False, shifts=1, mirror=True, epochs=40, batch_size=64,
                  learning_rate=1e-3, weight_decay=1e-3, seed=0, verbose=0):
         super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
+                         illumination=illumination,
                          shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, seed=seed, verbose=verbose)
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"Verifier: embedding must be one of {list(EMBEDDINGS)}; got {embedding!r}")
+        self.embedding = embedding
         if not 0.0 <= float(tune_fraction) < 1.0:
             raise ValueError(f"Verifier: tune_fraction must lie in [0, 1); got {tune_fraction!r}")
         self.far = None if far is None else float(far)
@@ -64,7 +78,7 @@ class Verifier(FaceModel):
         self.tuning = {}
 
     def get_params(self) -> dict:
-        return {**super().get_params(), "far": self.far, "tune_fraction": self.tune_fraction,
+        return {**super().get_params(), "embedding": self.embedding, "far": self.far, "tune_fraction": self.tune_fraction,
                 "refit": self.refit}
 
     def _state(self):
@@ -83,7 +97,13 @@ class Verifier(FaceModel):
         ids, t = np.unique(t, return_inverse=True)
         self._fit_frontend(x)
         self.model = self._train(x, t, len(ids), "softmax")
-        self.center = self.model.forward_all(self.frontend.transform(x))[-2].mean(axis=0).astype(np.float32)
+        self.center = self._raw_embedding(self.frontend.transform(x)).mean(axis=0).astype(np.float32)
+
+    def _raw_embedding(self, F):
+        """Embedding before centring: F (N, D) front-end features -> (N, E) float64."""
+        if self.embedding == "frontend":
+            return np.asarray(F, np.float64)
+        return self.model.forward_all(F)[-2].astype(np.float64)
 
     def fit(self, images, target, names=None):
         """Train the embedding on photos (N, H, W) of labelled people (N,), tune the threshold."""
@@ -121,13 +141,12 @@ class Verifier(FaceModel):
         F = self._features(images, "adapt")
         if F.shape[0] < 2:
             raise ValueError("Verifier.adapt: need at least 2 photos to estimate a centre")
-        self.center = self.model.forward_all(F)[-2].mean(axis=0).astype(np.float32)
+        self.center = self._raw_embedding(F).mean(axis=0).astype(np.float32)
         return self
 
     def embed(self, images):
         """Unit-length embeddings (N, E) of photos (N, H, W) (or one photo (H, W))."""
-        h = self.model.forward_all(self._features(images, "embed", single=True))[-2].astype(np.float64)
-        h -= self.center
+        h = self._raw_embedding(self._features(images, "embed", single=True)) - self.center
         return h / (np.linalg.norm(h, axis=1, keepdims=True) + 1e-12)
 
     def similarity(self, images_a, images_b):
