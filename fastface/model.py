@@ -465,6 +465,16 @@ class Sequential:
             stacklevel=3,
         )
 
+    @property
+    def input_mean(self):
+        """Per-feature mean (IN,) of normalize='standard' fitted by the first fit, else None."""
+        return None if self._mean is None else self._mean.copy()
+
+    @property
+    def input_std(self):
+        """Per-feature std (IN,) of normalize='standard' (zeros replaced by 1), else None."""
+        return None if self._std is None else self._std.copy()
+
     def _normalize(self, X):
         if self._mean is None:
             return X

@@ -327,6 +327,8 @@ def test_standard_normalisation_fitted_once_and_applied():
     np.testing.assert_allclose(xt.mean(axis=0), 0, atol=1e-9)
     np.testing.assert_allclose(xt.std(axis=0), 1, rtol=1e-9)
     np.testing.assert_allclose(model.transform_inputs(X), xt)
+    np.testing.assert_allclose((X - model.input_mean) / model.input_std, xt, rtol=1e-12)
+    assert ff.Sequential([ff.Dense(1)]).input_mean is None
     assert np.mean(model.predict_classes(X) == y) > 0.9
     mean_before = model._mean.copy()
     model.fit(X + 50, y, epochs=1, verbose=0)  # refit keeps the first normalisation
