@@ -43,35 +43,36 @@ DTYPES = ("float32", "float64")
 
 
 # --- the kernels: flops, inputs, calls ---------------------------------------------------------
-def _np_act_forward(z, activation):
-    """Plain NumPy activation, in place on z (N, OUT): the baseline's arithmetic."""
-    if activation == "sigmoid":
-        np.negative(z, out=z)
-        np.exp(z, out=z)
-        z += 1
-        np.reciprocal(z, out=z)
-    elif activation == "relu":
-        np.maximum(z, 0, out=z)
-    elif activation == "tanh":
-        np.tanh(z, out=z)
-    elif activation == "softmax":
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
+def _np_sigmoid_(z):
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    z += 1
+    return np.reciprocal(z, out=z)
+
+
+def _np_softmax_(z):
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
     return z
 
 
-def _np_act_backward(a, da, activation):
-    """Plain NumPy dz = act'(a) * da (N, OUT)."""
-    if activation == "sigmoid":
-        return da * a * (1 - a)
-    if activation == "relu":
-        return np.where(a > 0, da, 0).astype(da.dtype, copy=False)
-    if activation == "tanh":
-        return da * (1 - a * a)
-    if activation == "softmax":
-        return a * (da - np.sum(a * da, axis=1, keepdims=True))
-    return da
+# The baseline's arithmetic in plain NumPy: activation in place on z (N, OUT), and
+# dz = act'(a) * da from the output a (N, OUT).
+_NP_ACT = {
+    "linear": lambda z: z,
+    "sigmoid": _np_sigmoid_,
+    "relu": lambda z: np.maximum(z, 0, out=z),
+    "tanh": lambda z: np.tanh(z, out=z),
+    "softmax": _np_softmax_,
+}
+_NP_DACT = {
+    "linear": lambda a, da: da,
+    "sigmoid": lambda a, da: da * a * (1 - a),
+    "relu": lambda a, da: np.where(a > 0, da, 0).astype(da.dtype, copy=False),
+    "tanh": lambda a, da: da * (1 - a * a),
+    "softmax": lambda a, da: a * (da - np.sum(a * da, axis=1, keepdims=True)),
+}
 
 
 def _numpy_matmul(args, activation):
@@ -83,19 +84,30 @@ def _numpy_forward(args, activation):
     x, W, b = args
     z = x @ W
     z += b
-    return _np_act_forward(z, activation)
+    return _NP_ACT[activation](z)
 
 
 def _numpy_backward(args, activation):
     x, W, a, da = args
-    dz = _np_act_backward(a, da, activation)
+    dz = _NP_DACT[activation](a, da)
     return dz @ W.T, x.T @ dz, dz.sum(axis=0)
 
 
-def _torch_act(z, activation, torch):
-    table = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh,
-             "softmax": lambda t: torch.softmax(t, dim=1), "linear": lambda t: t}
-    return table[activation](z)
+# PyTorch's versions (torch passed in: it is imported only when asked for).
+_TORCH_ACT = {
+    "linear": lambda t, torch: t,
+    "sigmoid": lambda t, torch: torch.sigmoid(t),
+    "relu": lambda t, torch: torch.relu(t),
+    "tanh": lambda t, torch: torch.tanh(t),
+    "softmax": lambda t, torch: torch.softmax(t, dim=1),
+}
+_TORCH_DACT = {
+    "linear": lambda a, da, torch: da,
+    "sigmoid": lambda a, da, torch: da * a * (1 - a),
+    "relu": lambda a, da, torch: torch.where(a > 0, da, torch.zeros_like(da)),
+    "tanh": lambda a, da, torch: da * (1 - a * a),
+    "softmax": lambda a, da, torch: a * (da - (a * da).sum(dim=1, keepdim=True)),
+}
 
 
 def _torch_matmul(args, activation, torch):
@@ -105,41 +117,55 @@ def _torch_matmul(args, activation, torch):
 
 def _torch_forward(args, activation, torch):
     x, W, b = args
-    return _torch_act(torch.addmm(b, x, W), activation, torch)
+    return _TORCH_ACT[activation](torch.addmm(b, x, W), torch)
 
 
 def _torch_backward(args, activation, torch):
     x, W, a, da = args
-    if activation == "sigmoid":
-        dz = da * a * (1 - a)
-    elif activation == "relu":
-        dz = torch.where(a > 0, da, torch.zeros_like(da))
-    elif activation == "tanh":
-        dz = da * (1 - a * a)
-    elif activation == "softmax":
-        dz = a * (da - (a * da).sum(dim=1, keepdim=True))
-    else:
-        dz = da
+    dz = _TORCH_DACT[activation](a, da, torch)
     return torch.mm(dz, W.t()), torch.mm(x.t(), dz), dz.sum(dim=0)
 
 
-def _ops_call(kernel_name):
-    def call(args, activation, backend):
-        from .. import ops
+def _ops_matmul(args, activation, backend):
+    from .. import ops
 
-        if kernel_name == "matmul":
-            return ops.matmul(*args, backend=backend)
-        return getattr(ops, kernel_name)(*args, activation, backend=backend)
+    return ops.matmul(*args, backend=backend)
+
+
+def _ops_forward(args, activation, backend):
+    from .. import ops
+
+    return ops.dense_forward(*args, activation, backend=backend)
+
+
+def _ops_backward(args, activation, backend):
+    from .. import ops
+
+    return ops.dense_backward(*args, activation, backend=backend)
+
+
+def _reference_call(name):
+    """The float64 reference of kernel `name`, called like the peers: f(args, activation)."""
+
+    def call(args, activation):
+        from ..backends import reference
+
+        args64 = [np.asarray(a, dtype=np.float64) for a in args]
+        if name == "matmul":
+            return reference.matmul(*args64)
+        return getattr(reference, name)(*args64, activation)
 
     return call
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """One benchmarked kernel: its flop count, the fastface call and the peers' versions."""
+    """One benchmarked kernel: its flop count, the fastface call, the peers' versions and
+    the names of its inputs (x, W, b, a, da), which make_args builds."""
 
     name: str
     flop_factor: int  # flops = flop_factor * N * IN * OUT
+    inputs: tuple
     ops_call: Callable
     numpy_call: Callable
     torch_call: Callable
@@ -147,11 +173,15 @@ class Kernel:
     def flops(self, n: int, n_in: int, n_out: int) -> int:
         return self.flop_factor * n * n_in * n_out
 
+    def reference(self, args, activation):
+        return _reference_call(self.name)(args, activation)
+
 
 KERNELS: dict[str, Kernel] = {
-    "matmul": Kernel("matmul", 2, _ops_call("matmul"), _numpy_matmul, _torch_matmul),
-    "dense_forward": Kernel("dense_forward", 2, _ops_call("dense_forward"), _numpy_forward, _torch_forward),
-    "dense_backward": Kernel("dense_backward", 4, _ops_call("dense_backward"), _numpy_backward, _torch_backward),
+    "matmul": Kernel("matmul", 2, ("x", "W"), _ops_matmul, _numpy_matmul, _torch_matmul),
+    "dense_forward": Kernel("dense_forward", 2, ("x", "W", "b"), _ops_forward, _numpy_forward, _torch_forward),
+    "dense_backward": Kernel("dense_backward", 4, ("x", "W", "a", "da"), _ops_backward, _numpy_backward,
+                             _torch_backward),
 }
 
 # Peers: not fastface backends; they do the same arithmetic directly.
@@ -182,32 +212,20 @@ def parse_sizes(text: str) -> list[tuple[int, int, int]]:
 
 
 def make_args(kernel: str, n: int, n_in: int, n_out: int, dtype, activation="sigmoid", seed=0):
-    """Random inputs for `kernel` at N x IN x OUT in `dtype` (weights scaled like an init)."""
+    """Random inputs for `kernel` at N x IN x OUT in `dtype` (weights scaled like an init):
+    x (N, IN), W (IN, OUT), b (OUT,), a = act(x @ W + b) (N, OUT), da (N, OUT) / N."""
+    from ..backends import reference
+
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
-    x = rng.standard_normal((n, n_in)).astype(dtype)
-    W = (rng.standard_normal((n_in, n_out)) / math.sqrt(n_in)).astype(dtype)
-    if kernel == "matmul":
-        return (x, W)
-    b = (0.1 * rng.standard_normal(n_out)).astype(dtype)
-    if kernel == "dense_forward":
-        return (x, W, b)
-    from ..backends import reference
-
-    a = reference.dense_forward(x.astype(np.float64), W.astype(np.float64), b.astype(np.float64), activation)
-    da = rng.standard_normal((n, n_out)) / n
-    return (x, W, a.astype(dtype), da.astype(dtype))
-
-
-def _reference(kernel: str, args, activation):
-    from ..backends import reference
-
-    args64 = [np.asarray(a, dtype=np.float64) for a in args]
-    if kernel == "matmul":
-        return reference.matmul(*args64)
-    if kernel == "dense_forward":
-        return reference.dense_forward(*args64, activation)
-    return reference.dense_backward(*args64, activation)
+    x = rng.standard_normal((n, n_in))
+    W = rng.standard_normal((n_in, n_out)) / math.sqrt(n_in)
+    b = 0.1 * rng.standard_normal(n_out)
+    values = {"x": x, "W": W, "b": b}
+    if "a" in KERNELS[kernel].inputs:
+        values["a"] = reference.dense_forward(x, W, b, activation)
+        values["da"] = rng.standard_normal((n, n_out)) / n
+    return tuple(values[name].astype(dtype) for name in KERNELS[kernel].inputs)
 
 
 def _as_tuple(result):
@@ -219,7 +237,7 @@ def check_result(kernel: str, args, activation, result) -> float:
 
     Returns max |got - ref| / max |ref| over every output (dx, dW, db for the backward).
     """
-    expected = _as_tuple(_reference(kernel, args, activation))
+    expected = _as_tuple(KERNELS[kernel].reference(args, activation))
     got = _as_tuple(result)
     worst = 0.0
     for g, e in zip(got, expected):
