@@ -3,6 +3,9 @@
     python benches/numba_kernels.py                 # the three sizes of the issue, both dtypes
     python benches/numba_kernels.py --sizes 32x400x25 --repeat 200
     python benches/numba_kernels.py --ops           # per-call cost through fastface.ops too
+    OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benches/numba_kernels.py --clock thread
+                                                    # per-core efficiency: one thread each, timed
+                                                    # by CPU time (steady on a shared machine)
 
 Compilation is excluded (every kernel is warmed up first), each result is checked against the
 NumPy reference before timing, and the time is the minimum over --repeat calls.
@@ -24,13 +27,22 @@ from fastface.backends import get
 SIZES = ["32x400x25", "256x1024x256", "1024x4096x1024"]
 
 
-def best_time(fn, repeat):
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
+
+
+def best_time(fn, repeat, clock=time.perf_counter):
+    """Minimum over `repeat` calls (batched so each sample is >= ~2 ms), after one warm-up."""
     fn()
+    t0 = clock()
+    fn()
+    once = max(clock() - t0, 1e-7)
+    batch = max(1, int(2e-3 / once))
     best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+    for _ in range(max(1, repeat // batch)):
+        t0 = clock()
+        for _ in range(batch):
+            fn()
+        best = min(best, (clock() - t0) / batch)
     return best
 
 
@@ -49,6 +61,9 @@ def main(argv=None):
     p.add_argument("--activation", default="sigmoid")
     p.add_argument("--repeat", type=int, default=0, help="timed calls (default: by size)")
     p.add_argument("--ops", action="store_true", help="also time the public fastface.ops calls")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall (perf_counter) or thread (CPU time of this thread: only meaningful "
+                        "with OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1)")
     args = p.parse_args(argv)
     nb, ref = get("numba"), get("numpy")
     act = args.activation
@@ -83,7 +98,8 @@ def main(argv=None):
                      lambda: ops.dense_backward(x, W, a, da, act, backend="numba")),
                 ]
             for stage, mul, f_np, f_nb in rows:
-                t_np, t_nb = best_time(f_np, repeat), best_time(f_nb, repeat)
+                clock = CLOCKS[args.clock]
+                t_np, t_nb = best_time(f_np, repeat, clock), best_time(f_nb, repeat, clock)
                 flops = mul * N * IN * OUT
                 print(f"{size:>16} {dt:>7} {stage:>9} {t_np * 1e6:10.1f} {t_nb * 1e6:10.1f} "
                       f"{flops / t_np / 1e9:10.1f} {flops / t_nb / 1e9:10.1f} {t_np / t_nb:11.2f}", flush=True)

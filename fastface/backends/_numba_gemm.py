@@ -105,7 +105,28 @@ def _pack_a(A, i0, mcur, p0, kcur, Ap):
     MR = MR_WIDE
     zero = Ap.dtype.type(0)
     flat, off, rs, cs = _flat(A)
-    for ip in range((mcur + MR - 1) // MR):
+    npan = (mcur + MR - 1) // MR
+    if rs == 1 and cs != 1:
+        # column-major views (x.T): row k of the block is contiguous in memory; walk k
+        # outermost so each source row (one page) is read once, MR values per panel
+        full = mcur // MR
+        for k in range(kcur):
+            s = off + i0 + (p0 + k) * cs
+            for ip in range(full):
+                d = ip * kcur * MR + k * MR
+                for r in range(MR):
+                    Ap[d + r] = flat[s + ip * MR + r]
+        if full < npan:
+            rows = mcur - full * MR
+            base = full * kcur * MR
+            for k in range(kcur):
+                s = off + i0 + full * MR + (p0 + k) * cs
+                for r in range(rows):
+                    Ap[base + k * MR + r] = flat[s + r]
+                for r in range(rows, MR):
+                    Ap[base + k * MR + r] = zero
+        return
+    for ip in range(npan):
         base = ip * kcur * MR
         rows = min(MR, mcur - ip * MR)
         src = off + (i0 + ip * MR) * rs + p0 * cs
@@ -114,11 +135,6 @@ def _pack_a(A, i0, mcur, p0, kcur, Ap):
                 s = src + r * rs
                 for k in range(kcur):
                     Ap[base + k * MR + r] = flat[s + k]
-        elif rs == 1 and rows == MR:  # column-major views (x.T): MR contiguous values per k
-            for k in range(kcur):
-                s = src + k * cs
-                for r in range(MR):
-                    Ap[base + k * MR + r] = flat[s + r]
         else:
             for k in range(kcur):
                 for r in range(rows):
@@ -144,11 +160,13 @@ def _pack_b(B, p0, kcur, j0, ncur, Bp):
                 d = base + k * NR
                 for c in range(cols):
                     Bp[d + c] = flat[s + c]
-        elif rs == 1:  # column-major views (W.T): read down the columns
-            for c in range(cols):
-                s = src + c * cs
-                for k in range(kcur):
-                    Bp[base + k * NR + c] = flat[s + k]
+        elif rs == 1:  # column-major views (W.T): read down the columns, 16 rows of the
+            for k0 in range(0, kcur, 16):  # panel at a time so the writes stay in L1
+                k1 = min(kcur, k0 + 16)
+                for c in range(cols):
+                    s = src + c * cs
+                    for k in range(k0, k1):
+                        Bp[base + k * NR + c] = flat[s + k]
         else:
             for k in range(kcur):
                 for c in range(cols):
