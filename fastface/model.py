@@ -299,7 +299,8 @@ class Sequential:
         return table
 
     def _workspace(self, B: int) -> np.ndarray:
-        return np.empty(B * sum(layer.units for layer in self.layers), dtype=self.dtype)
+        """Activation (or gradient) workspace of fastface._fused for B rows: B * sum OUT_l."""
+        return np.zeros(B * sum(layer.units for layer in self.layers), dtype=self.dtype)
 
     def count_params(self) -> int:
         return 0 if self.theta is None else int(self.theta.size)
