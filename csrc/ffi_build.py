@@ -18,8 +18,10 @@ Compiler flags, and why not -march=native by default:
   layer, a shared home directory on a cluster) would die with SIGILL instead of falling back.
   It buys little here since the hot loop is the hand-written micro-kernel. Set
   FASTFACE_NATIVE=1 at install time to add -march=native anyway (you promise to run the
-  build on the machine that compiled it). Other compilers (MSVC) get /O2 and the plain-C
-  kernels only. Never -ffast-math: NaN and inf must propagate as in NumPy.
+  build on the machine that compiled it). The SIMD kernels are compiled only when a probe
+  (simd_compiles) shows the compiler accepts them; otherwise, or with FASTFACE_NO_SIMD=1,
+  the build is plain C. MSVC gets /O2 and the plain-C kernels. Never -ffast-math: NaN and inf
+  must propagate as in NumPy.
 """
 
 from __future__ import annotations
@@ -58,10 +60,47 @@ def _rel(path: str) -> str:
     return path if rel.startswith("..") or __name__ == "__main__" else rel
 
 
+# Compile-time check for the SIMD micro-kernels: can this compiler build AVX2/FMA and
+# AVX-512F code through function target attributes and detect the CPU at run time? If not
+# (an old or unusual compiler, or not x86), csrc/fastface.c is built with -DFF_NO_SIMD:
+# plain C only. Whether the CPU has the instructions is decided at run time, not here.
+_SIMD_PROBE = r"""
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) __m256 ff_probe_avx2(__m256 a) { return _mm256_fmadd_ps(a, a, a); }
+__attribute__((target("avx512f"))) __m512 ff_probe_avx512(__m512 a) { return _mm512_fmadd_ps(a, a, a); }
+int ff_probe_cpu(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512f"); }
+"""
+
+
+def simd_compiles() -> bool:
+    """True when the C compiler setuptools will use compiles the SIMD probe above."""
+    if os.environ.get("FASTFACE_NO_SIMD") == "1":
+        return False
+    import tempfile
+
+    import setuptools  # noqa: F401  (provides distutils on Python >= 3.12)
+    from distutils.ccompiler import new_compiler
+    from distutils.sysconfig import customize_compiler
+
+    try:
+        compiler = new_compiler()
+        customize_compiler(compiler)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "ff_simd_probe.c")
+            with open(src, "w", encoding="utf-8") as fh:
+                fh.write(_SIMD_PROBE)
+            compiler.compile([src], output_dir=tmp)
+    except Exception:  # no compiler, no immintrin.h, no target attribute: plain C
+        return False
+    return True
+
+
 def compile_args() -> list:
     if sys.platform == "win32" and "gcc" not in os.environ.get("CC", ""):
-        return ["/O2"]
+        return ["/O2"]  # MSVC: the plain-C kernels (the SIMD ones need GCC/Clang attributes)
     args = ["-O3", "-std=gnu99"]
+    if not simd_compiles():
+        args.append("-DFF_NO_SIMD")
     if os.environ.get("FASTFACE_NATIVE") == "1":
         args.append("-march=native")
     return args
