@@ -330,6 +330,18 @@ def test_integrated_gradients_quadratures_agree_and_linear_is_exact():
     np.testing.assert_allclose(gl, tr, rtol=1e-4, atol=1e-8)
 
 
+def test_integrated_gradients_refines_relu_paths_until_complete():
+    model = make_model([30, 12, 8, 4], ["relu", "relu", "sigmoid"], seed=0)
+    x = 3 * np.random.default_rng(12).random(30)
+    with pytest.warns(RuntimeWarning, match="completeness gap"):
+        _, g64 = fx.integrated_gradients(model, x, 3, steps=64, return_gap=True)
+    assert g64.max() > 0.01  # 64 fixed nodes are not enough on this piecewise-linear path
+    A, gap = fx.integrated_gradients(model, x, 3, return_gap=True)  # adaptive default
+    assert gap.max() <= 0.01
+    delta = forward(model, x, 3)[0] - forward(model, np.zeros(30), 3)[0]
+    np.testing.assert_allclose(A.sum(axis=1), delta, rtol=0.01, atol=0.01 * np.abs(delta).max())
+
+
 def test_integrated_gradients_warns_when_steps_too_few():
     model = make_model([20, 10, 3], ["relu", "sigmoid"], seed=14)
     x = 3 * np.random.default_rng(15).random(20)
