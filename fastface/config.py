@@ -12,9 +12,17 @@ from __future__ import annotations
 # dense layer) goes to the first available backend of SMALL_PREFERENCE (the per-call overhead
 # of BLAS and of NumPy's temporaries dominates there), and a larger one to the first available
 # of LARGE_PREFERENCE (multithreaded BLAS wins there). Measured by benches/bench_kernels.py.
+# Measured (2-core AVX-512 x86, float32, dense_forward + dense_backward per call through ops,
+# best of 25 interleaved rounds; /tmp sweep, machine shared so multithreaded times are noisy):
+#   32x400x25 (0.3M)  numba 35 us, numpy 46, c 46     64x400x64 (1.6M)  numba 102, c 123
+#   128x256x64 (2.1M) numba 158, c 164, numpy 578     32x1024x64 (2.1M) numba 316, c 482
+#   64x512x128 (4.2M) c 285, numpy 376, numba 379     128x512x128 (8.4M) c 512, numpy 826
+#   128x1024x128 (17M) numpy 883, c 969, numba 1131   256x1024x256 (67M) numpy 2494, numba 2982, c 3558
+# so the serial numba kernels win up to 2^21 multiply-adds; above, BLAS (2 threads on a quiet
+# machine: ~290 GFLOP/s at 256x1024x256) and then the single-threaded blocked C kernel.
 SMALL_FLOPS = 1 << 21
 SMALL_PREFERENCE = ("numba", "c", "numpy")
-LARGE_PREFERENCE = ("numpy", "numba", "c")
+LARGE_PREFERENCE = ("numpy", "c", "numba")
 
 # --- CPU kernels -----------------------------------------------------------------------------
 # Cache-blocking tile for the C matmul (rows of A, columns of B, depth) and the Numba kernels.
