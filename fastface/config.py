@@ -13,7 +13,8 @@ from __future__ import annotations
 # of BLAS and of NumPy's temporaries dominates there), and a larger one to the first available
 # of LARGE_PREFERENCE (multithreaded BLAS wins there). Measured by benches/bench_kernels.py.
 # Measured (2-core AVX-512 x86, float32, dense_forward + dense_backward per call through ops,
-# best of 25 interleaved rounds; /tmp sweep, machine shared so multithreaded times are noisy):
+# best of 25 interleaved rounds on a shared machine, so multithreaded times are noisy;
+# reproduce with: python -m fastface bench --kernels dense_forward,dense_backward --sizes ...):
 #   32x400x25 (0.3M)  numba 35 us, numpy 46, c 46     64x400x64 (1.6M)  numba 102, c 123
 #   128x256x64 (2.1M) numba 158, c 164, numpy 578     32x1024x64 (2.1M) numba 316, c 482
 #   64x512x128 (4.2M) c 285, numpy 376, numba 379     128x512x128 (8.4M) c 512, numpy 826
