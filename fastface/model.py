@@ -10,8 +10,9 @@
 Shapes: X (N, IN) (images (N, H, W) are flattened row-major; one example (IN,) is read as
 (1, IN)); layer l has W (IN_l, OUT_l), b (OUT_l,); predictions (N, OUT_L).
 
-Parameters live in one flat vector (every layer's W then b); ``layers[i].W`` / ``.b`` are
-views into it (assigning to them copies into it). Training runs on one of two paths:
+Parameters live in one flat vector (every layer's W, stored transposed, then b);
+``layers[i].W`` (an (IN, OUT) column-major view) and ``.b`` are views into it (assigning to
+them copies into it); ``get_weights()`` returns C-ordered copies. Training runs on one of two paths:
 - the *fused* path (fastface._fused): when the weights and one batch's activations fit in
   cache (``compile(fused="auto")``, the default, with backend None or 'numba'), one compiled
   call trains a whole epoch with no Python and no allocation per step;
@@ -269,7 +270,8 @@ class Sequential:
         off = 0
         rows = []
         for layer, fan_in, fan_out in zip(self.layers, sizes[:-1], sizes[1:]):
-            W = self.theta[off : off + fan_in * fan_out].reshape(fan_in, fan_out)
+            # stored transposed (see fastface._fused): W is an (IN, OUT) column-major view
+            W = self.theta[off : off + fan_in * fan_out].reshape(fan_out, fan_in).T
             b = self.theta[off + fan_in * fan_out : off + fan_in * fan_out + fan_out]
             rows.append((fan_in, fan_out, off, off + fan_in * fan_out))
             limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -882,7 +884,7 @@ class _EpochState:
         loss_sum = correct = counted = 0.0
         grads = []
         for i, (fan_in, fan_out, wo, bo) in enumerate(m._rows):
-            grads.append((m._grad[wo:bo].reshape(fan_in, fan_out), m._grad[bo : bo + fan_out]))
+            grads.append((m._grad[wo:bo].reshape(fan_out, fan_in).T, m._grad[bo : bo + fan_out]))
         for batch, start in enumerate(range(0, N, self.B)):
             idx = perm[start : start + self.B]
             xs = [self.X[idx]]
