@@ -41,6 +41,7 @@ from fastface.commands.bench import (
     Row,
     bench_one,
     check_result,
+    limit_threads,
     make_args,
     make_callable,
     run_table,
@@ -186,6 +187,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes only, fewer rounds")
     parser.add_argument("--repeat", type=int, default=5, help="timing rounds; the best is kept")
     parser.add_argument("--no-targets", action="store_true", help="skip the three issue targets")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="limit BLAS, Numba and PyTorch to this many threads for the table "
+                             "(the targets always run as the issue states them)")
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
     sizes32 = SIZES_F32[:2] if args.quick else SIZES_F32
@@ -193,10 +197,13 @@ def main(argv=None) -> int:
     print(f"# fastface kernel benchmarks on {platform.machine()} / {os.cpu_count()} CPUs, "
           f"NumPy {np.__version__} with {_blas_info()}")
     print(f"# rows: {', '.join(contenders())}; ratio = throughput / numpy-blas; best of {repeat}")
+    if args.threads is not None:
+        print(f"# table on {args.threads} thread(s) for BLAS, Numba and PyTorch")
     rows: list[Row] = []
-    for dtype, sizes in (("float32", sizes32), ("float64", sizes64)):
-        rows += run_table(list(KERNELS), sizes, dtype, contenders(), repeat=repeat,
-                          emit=lambda line: print(line, flush=True))
+    with limit_threads(args.threads):
+        for dtype, sizes in (("float32", sizes32), ("float64", sizes64)):
+            rows += run_table(list(KERNELS), sizes, dtype, contenders(), repeat=repeat,
+                              emit=lambda line: print(line, flush=True))
     if not args.no_targets:
         print("# targets (issue 2)")
         for target in (target_numba_large, target_c_cube, target_course_layer):

@@ -345,13 +345,14 @@ def test_bench_command_prints_a_checked_table(capsys):
 
     host = [b for b in BACKENDS if b != "cuda"]
     status = main(["bench", "--sizes", "3x5x2", "--dtype", "float64", "--repeat", "1", "--min-time", "0",
-                   "--backends", ",".join(host + ["numpy-blas"]), "--kernels", "matmul,dense_backward"])
+                   "--threads", "1", "--backends", ",".join(host + ["numpy-blas"]), "--kernels", "matmul,dense_backward"])
     out = capsys.readouterr().out
     assert status == 0, out
     lines = [line for line in out.splitlines() if "GFLOP/s" in line]
     assert len(lines) == 2 * (len(host) + 1), out
     for line in lines:
         assert re.search(r"3x5x2\s+float64", line) and line.rstrip().split()[-3] == "ok", line
+    assert "1 thread(s) everywhere" in out
 
 
 @pytest.mark.parametrize(
@@ -363,6 +364,7 @@ def test_bench_command_prints_a_checked_table(capsys):
         (["--kernels", "conv"], ["unknown kernel 'conv'", "dense_forward"]),
         (["--repeat", "0"], ["--repeat must be >= 1", "got 0"]),
         (["--activation", "gelu"], ["unknown activation 'gelu'", "sigmoid"]),
+        (["--threads", "0"], ["--threads must be an integer >= 1", "got 0"]),
     ],
 )
 def test_bench_command_refuses_bad_options(capsys, argv, fragments):

@@ -16,6 +16,7 @@ The same machinery drives ``python benches/bench_kernels.py`` (the full table an
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "check_result",
     "bench_one",
     "run_table",
+    "limit_threads",
     "register",
 ]
 
@@ -338,6 +340,36 @@ def bench_one(kernel: str, size, dtype, who: str, activation="sigmoid", repeat=5
     )
 
 
+@contextlib.contextmanager
+def limit_threads(n: int | None):
+    """Run everything on at most `n` threads (None: leave the defaults): BLAS and OpenMP pools
+    through threadpoolctl, Numba's prange, PyTorch's intra-op pool. Restores them after."""
+    if n is None:
+        yield
+        return
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"--threads must be an integer >= 1; got {n!r}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise ValueError("--threads needs threadpoolctl (pip install threadpoolctl)") from None
+    import numba
+
+    torch = _torch_module()
+    old_numba = numba.get_num_threads()
+    old_torch = torch.get_num_threads() if torch is not None else None
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        numba.set_num_threads(old_numba)
+        if torch is not None:
+            torch.set_num_threads(old_torch)
+
+
 def default_backends() -> list[str]:
     """Available fastface backends worth timing here (the CUDA simulator is not)."""
     import os
@@ -409,13 +441,17 @@ def _run(args) -> int:
         raise ValueError(f"--repeat must be >= 1; got {args.repeat}")
     activation = check_activation(args.activation)
     whos = _resolve_whos(args.backends)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be an integer >= 1; got {args.threads}")
+    threads = "default threads" if args.threads is None else f"{args.threads} thread(s) everywhere"
     print(
-        f"fastface bench: {args.dtype}, activation {activation}, best of {args.repeat}; "
+        f"fastface bench: {args.dtype}, activation {activation}, best of {args.repeat}, {threads}; "
         "ratios are throughput / numpy-blas (plain NumPy doing the same arithmetic)",
         flush=True,
     )
-    rows = run_table(kernels, sizes, args.dtype, whos, activation, args.repeat, args.min_time,
-                     emit=lambda line: print(line, flush=True))
+    with limit_threads(args.threads):
+        rows = run_table(kernels, sizes, args.dtype, whos, activation, args.repeat, args.min_time,
+                         emit=lambda line: print(line, flush=True))
     wrong = [r for r in rows if not r.ok]
     if wrong:
         print(f"fastface bench: {len(wrong)} result(s) disagree with the reference (marked WRONG)")
@@ -447,4 +483,7 @@ def register(subparsers) -> None:
                    help="activation of the dense kernels (default sigmoid)")
     p.add_argument("--min-time", type=float, default=0.02, dest="min_time",
                    help="seconds each timing round lasts at least (default 0.02)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit BLAS, Numba and PyTorch to this many threads (e.g. 1 for a per-core "
+                        "comparison on a busy machine; default: each library's own)")
     p.set_defaults(func=_run)
