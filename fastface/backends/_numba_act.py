@@ -7,7 +7,8 @@ Dimensions:
     _bias_act_rows(C, b, act, r0, r1)          C[r0:r1] = act(C[r0:r1] + b)      in place
     _dz_rows(a, da, dz, act, r0, r1, db)       dz[r0:r1] = act'(a) * da,  db += sum of those rows
 
-Activations travel as small integer codes (``CODES``), one kernel for all of them; the codes are
+exp and tanh are vectorisable intrinsics (:mod:`._numba_simd`: exp within 1 ulp, tanh within
+3 ulp of NumPy), not libm calls, so the epilogues run as SIMD loops. Activations travel as small integer codes (``CODES``), one kernel for all of them; the codes are
 the only place an activation name meets compiled code. Formulas follow
 :mod:`fastface.activations` exactly: sigmoid never evaluates exp of a positive number,
 softmax subtracts the row maximum, relu lets NaN through like ``np.maximum``; derivatives are
@@ -24,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..activations import NAMES
-from ._numba_simd import exp_ieee, flat_span
+from ._numba_simd import exp_ieee, flat_span, tanh_ieee
 
 __all__ = ["FASTMATH", "CODES", "NONE", "_bias_act_rows", "_dz_rows", "_dz_serial", "_dz_parallel",
            "_sigmoid_serial", "_sigmoid_parallel"]
@@ -125,7 +126,7 @@ def _bias_act_rows(C, b, act, r0, r1):
                 row[j] = _relu1(row[j] + bias[j], zero)
         elif act == TANH:
             for j in range(P):
-                row[j] = math.tanh(row[j] + bias[j])
+                row[j] = tanh_ieee(row[j] + bias[j])
         else:
             for j in range(P):
                 row[j] += bias[j]

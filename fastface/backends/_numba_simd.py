@@ -41,7 +41,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
-__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes", "flat_span", "exp_ieee"]
+__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes", "flat_span", "exp_ieee", "tanh_ieee"]
 
 
 def _host_vector_bytes() -> int:
@@ -308,6 +308,71 @@ def clamp_f(builder, x, lo, hi):
     return builder.select(builder.fcmp_ordered(">", x, hi_c), hi_c, x)
 
 
+def _exp_ir(builder, xv, f32):
+    """IR for exp(xv) (see exp_ieee)."""
+    T = xv.type
+    sfx = "f32" if f32 else "f64"
+    mod = builder.module
+    floor = cgutils.get_or_insert_function(mod, ir.FunctionType(T, [T]), f"llvm.floor.{sfx}")
+    fma = cgutils.get_or_insert_function(mod, ir.FunctionType(T, [T, T, T]), f"llvm.fma.{sfx}")
+
+    def c(v):
+        return ir.Constant(T, float(np.float32(v)) if f32 else v)
+
+    x0 = xv
+    xv = builder.select(builder.fcmp_ordered(">", xv, c(-1.0e4)), xv, c(-1.0e4))  # NaN -> -1e4
+    xv = builder.select(builder.fcmp_ordered("<", xv, c(1.0e4)), xv, c(1.0e4))
+    n = builder.call(floor, [builder.call(fma, [xv, c(_LOG2E), c(0.5)])])
+    # as llvm.fma calls: Numba stamps its fastmath flags on every plain fadd/fmul of the
+    # function, and reassoc + nsz would regroup (x - n*hi) - n*lo into x - n*ln2
+    neg_n = builder.fneg(n)
+    r = builder.call(fma, [neg_n, c(_LN2_HI), xv])
+    r = builder.call(fma, [neg_n, c(_LN2_LO), r])
+    p = c(_TAYLOR[0])
+    for coef in _TAYLOR[1:]:
+        p = builder.call(fma, [p, r, c(coef)])
+    bits = (32, 23, 127) if f32 else (64, 52, 1023)
+    y = _scale_pow2(builder, p, n, *bits)
+    return builder.select(builder.fcmp_unordered("uno", x0, x0), x0, y)
+
+
+@intrinsic
+def tanh_ieee(typingctx, x):
+    """tanh(x) in the type of x, branch-free and vectorisable (libm's tanh is a scalar call).
+
+    tanh|x| = -m / (2 + m) with m = expm1(-2|x|): for |2x| < 0.35 m comes from its Taylor
+    series (Horner with llvm.fma, no cancellation for small x), else from exp(-2|x|) - 1;
+    the sign of x is copied back. tanh(+-inf) = +-1, NaN stays NaN; a few ulp.
+    """
+    if x not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xv = args[0]
+        T = xv.type
+        f32 = sig.args[0] == types.float32
+        sfx = "f32" if f32 else "f64"
+        mod = builder.module
+        fabs = cgutils.get_or_insert_function(mod, ir.FunctionType(T, [T]), f"llvm.fabs.{sfx}")
+        fma = cgutils.get_or_insert_function(mod, ir.FunctionType(T, [T, T, T]), f"llvm.fma.{sfx}")
+        copysign = cgutils.get_or_insert_function(mod, ir.FunctionType(T, [T, T]), f"llvm.copysign.{sfx}")
+
+        def c(v):
+            return ir.Constant(T, float(np.float32(v)) if f32 else v)
+
+        t = builder.fmul(builder.call(fabs, [xv]), c(-2.0))
+        q = c(1.0 / math.factorial(14))  # expm1(t) = t * (1 + t/2! + ... + t**13/14!)
+        for k in range(13, 0, -1):
+            q = builder.call(fma, [q, t, c(1.0 / math.factorial(k))])
+        m_small = builder.fmul(q, t)
+        m_big = builder.fsub(_exp_ir(builder, t, f32), c(1.0))
+        m = builder.select(builder.fcmp_ordered(">", t, c(-0.35)), m_small, m_big)
+        r = builder.fdiv(builder.fneg(m), builder.fadd(m, c(2.0)))
+        return builder.call(copysign, [r, xv])
+
+    return x(x), codegen
+
+
 @intrinsic
 def exp_ieee(typingctx, x):
     """exp(x) in the type of x, branch-free: exp(-inf) = 0, exp(inf) = inf, NaN stays NaN.
@@ -325,31 +390,6 @@ def exp_ieee(typingctx, x):
         return None
 
     def codegen(context, builder, sig, args):
-        (xv,) = args
-        T = xv.type
-        f32 = sig.args[0] == types.float32
-        sfx = "f32" if f32 else "f64"
-        mod = builder.module
-        floor = cgutils.get_or_insert_function(mod, ir.FunctionType(T, [T]), f"llvm.floor.{sfx}")
-        fma = cgutils.get_or_insert_function(mod, ir.FunctionType(T, [T, T, T]), f"llvm.fma.{sfx}")
-
-        def c(v):
-            return ir.Constant(T, float(np.float32(v)) if f32 else v)
-
-        x0 = xv
-        xv = builder.select(builder.fcmp_ordered(">", xv, c(-1.0e4)), xv, c(-1.0e4))  # NaN -> -1e4
-        xv = builder.select(builder.fcmp_ordered("<", xv, c(1.0e4)), xv, c(1.0e4))
-        n = builder.call(floor, [builder.call(fma, [xv, c(_LOG2E), c(0.5)])])
-        # as llvm.fma calls: Numba stamps its fastmath flags on every plain fadd/fmul of the
-        # function, and reassoc + nsz would regroup (x - n*hi) - n*lo into x - n*ln2
-        neg_n = builder.fneg(n)
-        r = builder.call(fma, [neg_n, c(_LN2_HI), xv])
-        r = builder.call(fma, [neg_n, c(_LN2_LO), r])
-        p = c(_TAYLOR[0])
-        for coef in _TAYLOR[1:]:
-            p = builder.call(fma, [p, r, c(coef)])
-        bits = (32, 23, 127) if f32 else (64, 52, 1023)
-        y = _scale_pow2(builder, p, n, *bits)
-        return builder.select(builder.fcmp_unordered("uno", x0, x0), x0, y)
+        return _exp_ir(builder, args[0], sig.args[0] == types.float32)
 
     return x(x), codegen
