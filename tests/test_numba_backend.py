@@ -202,3 +202,28 @@ def test_unaligned_strides_are_copied_not_misread():
         got = nb.dense_backward(x, W, a, x[:, :5], "linear")
         _close(got[2], np.array(x[:, :5], np.float64).sum(axis=0), dtype, 9, "db, unaligned da")
         _close(nb.sigmoid(x), reference.sigmoid(np.array(x, np.float64)), dtype, 1, "sigmoid, unaligned z")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_and_tanh_epilogues_are_accurate_across_the_range(dtype):
+    """The vectorised exp/tanh intrinsics: tiny, subnormal-producing, huge and infinite inputs."""
+    z = np.concatenate([
+        np.linspace(-800, 800, 4001), np.geomspace(1e-30, 30, 400), -np.geomspace(1e-30, 30, 400),
+        [0.0, -0.0, np.inf, -np.inf, np.nan],
+    ]).astype(dtype)[None, :]
+    eye = np.eye(1, dtype=dtype)
+    zero = np.zeros(z.shape[1], dtype)
+    with np.errstate(all="ignore"):
+        for act, ulps in (("sigmoid", 4), ("tanh", 6)):
+            got = nb.dense_forward(eye, z, zero, act)  # 1 x 1 @ 1 x P: the activation of z itself
+            want = reference.dense_forward(eye.astype(np.float64), z.astype(np.float64), zero.astype(np.float64), act)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{act}: NaN pattern")
+            ok = ~np.isnan(want)
+            tiny = np.finfo(dtype).smallest_subnormal
+            bound = ulps * np.spacing(np.abs(want[ok]).astype(dtype)).astype(np.float64) + tiny
+            err = np.abs(got[ok].astype(np.float64) - want[ok])
+            worst = int(np.argmax(err / bound))
+            assert np.all(err <= bound), (
+                f"numba {act} {np.dtype(dtype).name}: z={z[ok][worst]!r} got {got[ok][worst]!r}, "
+                f"want {want[ok][worst]!r}"
+            )

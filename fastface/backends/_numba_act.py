@@ -19,8 +19,6 @@ meaningful (no ``nnan``/``ninf``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
