@@ -40,10 +40,12 @@ def run_demo(out_dir="fastface-demo", data=None, seed=0, log=print):
 
     t_start = time.perf_counter()
     results = {}
-    # 1. faces vs non-faces: the course's sigmoid network on raw (per-image normalised) pixels
+    # 1. faces vs non-faces: the course's sigmoid network on raw 0..1 pixels (brightness and
+    #    contrast are evidence here, so no per-image normalisation), shifted/mirrored copies
     lfw = faces.load_lfw_subset()
     tr, te = split_per_person(lfw.target, 0.3, seed)
-    clf = faces.PersonClassifier("face", hidden=(25, 15), whiten=0, shifts=1, epochs=30, seed=seed)
+    clf = faces.PersonClassifier("face", hidden=(25, 15), normalize=False, whiten=0, shifts=2, weight_decay=1e-3,
+                                 epochs=30, seed=seed)
     clf.fit(lfw.images[tr], lfw.target[tr], names=lfw.names)
     p = clf.predict_proba(lfw.images[te])
     y = lfw.target[te]
@@ -67,7 +69,7 @@ def run_demo(out_dir="fastface-demo", data=None, seed=0, log=print):
         log(f"[3] Olivetti skipped: {str(exc).split('.')[0]} (pass --data DIR or set $FASTFACE_DATA)")
     else:
         tr, te = split_per_person(oli.target, 0.5, seed)
-        oid = faces.Identifier(seed=seed).fit(oli.images[tr], oli.target[tr], names=oli.names)
+        oid = faces.Identifier(shifts=1, epochs=40, seed=seed).fit(oli.images[tr], oli.target[tr], names=oli.names)
         acc = float(np.mean(oid.predict(oli.images[te]) == oli.target[te]))
         results["olivetti"] = {"accuracy": acc}
         log(f"[3] Olivetti, 40 people: whitened front end + 100-128-40 network, 5 training / 5 held-out photos "

@@ -26,19 +26,20 @@ def sigmoid(z):
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-def platt_fit(z, y, weights=None, iters=100):
+def platt_fit(z, y, weights=None, iters=100, smooth=True, ridge=1e-6):
     """Fit P(y=1) = sigmoid(a z + b) by Newton's method on the log-loss -> (a, b).
 
-    z (N,) scores, y (N,) 0/1, weights (N,) or None. A tiny ridge keeps it finite on
-    separable data (Platt's targets (N+ + 1)/(N+ + 2), 1/(N- + 2) do the same job).
+    z (N,) scores, y (N,) 0/1, weights (N,) or None. smooth=True uses Platt's targets
+    (N+ + 1)/(N+ + 2) and 1/(N- + 2) instead of 1 and 0 (keeps the fit finite on separable
+    scores, but caps P at (N+ + 1)/(N+ + 2): with 5 positives, 0.857); `ridge` (an L2 penalty
+    on (a, b)) keeps hard 0/1 targets finite instead.
     """
     z = np.asarray(z, np.float64)
     y = np.asarray(y, np.float64)
     w = np.ones_like(z) if weights is None else np.asarray(weights, np.float64)
     n_pos, n_neg = w[y == 1].sum(), w[y == 0].sum()
-    t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2)) if smooth else y
     A = np.stack([z, np.ones_like(z)], axis=1)
-    ridge = 1e-6
 
     def loss(theta):
         s = A @ theta

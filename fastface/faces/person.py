@@ -98,7 +98,8 @@ class PersonClassifier(FaceModel):
                 net = self._train(x[train], y[train], 1, "sigmoid", class_weight=weights, seed_offset=k + 1)
                 z[test] = self._logits(self.frontend.transform(x[test]), net)[:, 0]
             if self.calibration == "platt":
-                self.calib = platt_fit(z, y)
+                # hard 0/1 targets: Platt's smoothed targets would cap P(person) at 6/7 with 5 photos
+                self.calib = platt_fit(z, y, smooth=False, ridge=1e-3)
             else:
                 a, _ = platt_fit(z, y)  # temperature: slope only, through the origin
                 self.calib = (_temperature(z, y), 0.0) if a > 0 else (a, 0.0)
