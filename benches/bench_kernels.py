@@ -17,6 +17,9 @@ baseline line every ratio is taken against) and ``torch`` (PyTorch CPU) when imp
 Every result is checked against the float64 reference before timing, the first (compiling)
 call is excluded, GFLOP/s go in ``benchmark.extra_info``. The CUDA backend is skipped on the
 simulator (NUMBA_ENABLE_CUDASIM=1): its timings mean nothing there.
+
+On a 2-core or busy machine run with ``OMP_WAIT_POLICY=PASSIVE`` (spinning OpenMP pools of
+PyTorch/Numba starve the next library's threads) or ``--threads 1`` (per-core table).
 """
 
 from __future__ import annotations

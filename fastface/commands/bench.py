@@ -12,6 +12,11 @@ overhead included, as a user sees them), and peers doing the same arithmetic dir
 reference before it is timed; the first (compiling) call is excluded from the timing.
 
 The same machinery drives ``python benches/bench_kernels.py`` (the full table and the targets).
+
+On a machine with few cores (or a busy one) set ``OMP_WAIT_POLICY=PASSIVE``: otherwise the
+OpenMP pools of PyTorch and Numba spin after each call and starve the next library's threads
+(measured here: PyTorch's 32x400x25 forward took 4-8 ms per call right after NumPy's BLAS
+instead of 13 us), or use ``--threads 1`` for a per-core comparison.
 """
 
 from __future__ import annotations
