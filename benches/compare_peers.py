@@ -9,9 +9,10 @@ Configurations (issue 3):
 
 Every framework trains the same architecture on the same data (uniform 0..1 inputs, labels
 from a fixed random linear rule) with the same batch size and optimizer; compilation and
-first-call costs are excluded (one warm-up epoch each); times are the best of R repeats of
-wall-clock time of one epoch (the machine is shared, so the best is the least disturbed;
-predict latency: the best of 100 chunks of 200 calls). Threads are
+first-call costs are excluded (one warm-up epoch each); the contenders' epochs are
+interleaved (fastface, torch, sklearn, fastface, ...) so each sees the same machine load, and
+each one's time is the best of its R one-epoch repeats (the machine is shared; the best is the
+least disturbed; predict latency: the best of 100 chunks of 200 calls). Threads are
 treated alike: PyTorch is timed at its default thread count and at 1 thread, fastface with
 its BLAS at the default and limited to 1 thread (threadpoolctl, when installed); each side's
 faster setting is the one compared.
@@ -26,6 +27,7 @@ scikit-learn, wide epoch >= 1.0x PyTorch, one-example predict <= 5 us.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import time
 import warnings
@@ -57,28 +59,29 @@ def best_of(fn, repeats):
     return min(times)
 
 
-# --- fastface ---------------------------------------------------------------------------------
-def bench_fastface(cfg, X, y, repeats, epochs_per_repeat):
+# --- contenders: each setup returns (epoch, note, obj); epoch() trains one epoch --------------
+def setup_fastface(cfg, X, y):
     sizes = cfg["sizes"]
     out_act = "sigmoid" if sizes[-1] == 1 else "softmax"
     layers = [ff.Dense(u, cfg["hidden"]) for u in sizes[1:-1]] + [ff.Dense(sizes[-1], out_act)]
     model = ff.Sequential(layers, input_dim=sizes[0], dtype="float32", seed=0)
     loss = "binary_crossentropy" if sizes[-1] == 1 else "categorical_crossentropy"
     model.compile(loss=loss, optimizer="sgd", learning_rate=cfg["lr"])
-    first = model.fit(X, y, epochs=1, batch_size=cfg["batch"], verbose=0)["loss"][0]  # warm-up (compiles)
     losses = []
 
-    def run():
-        losses.extend(model.fit(X, y, epochs=epochs_per_repeat, batch_size=cfg["batch"], verbose=0)["loss"])
+    def epoch():
+        losses.extend(model.fit(X, y, epochs=1, batch_size=cfg["batch"], verbose=0)["loss"])
 
-    t = best_of(run, repeats) / epochs_per_repeat
-    assert np.isfinite(losses).all(), losses
-    ref = X[:64]
-    for layer in model.layers:  # plain NumPy forward as the check
-        ref = ff.activations.ACTIVATIONS[layer.activation](ref @ layer.W + layer.b)
-    np.testing.assert_allclose(model.predict(X[:64]), ref, rtol=1e-3, atol=1e-5)
-    path = "fused" if model.uses_fused_path(cfg["batch"]) else "per-layer"
-    return t, f"loss {first:.3f} -> {losses[-1]:.3f}, {path} path", model
+    def note():
+        assert np.isfinite(losses).all(), losses
+        ref = X[:64]
+        for layer in model.layers:  # plain NumPy forward as the check
+            ref = ff.activations.ACTIVATIONS[layer.activation](ref @ layer.W + layer.b)
+        np.testing.assert_allclose(model.predict(X[:64]), ref, rtol=1e-3, atol=1e-5)
+        path = "fused" if model.uses_fused_path(cfg["batch"]) else "per-layer"
+        return f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {path} path"
+
+    return epoch, note, model
 
 
 def bench_fastface_predict(model, x, n=200, chunks=100):
@@ -89,11 +92,9 @@ def bench_fastface_predict(model, x, n=200, chunks=100):
     return best_of(lambda: [model.predict(x) for _ in range(n)], chunks) / n
 
 
-# --- PyTorch ----------------------------------------------------------------------------------
-def bench_torch(cfg, X, y, repeats, epochs_per_repeat, threads):
+def setup_torch(cfg, X, y):
     import torch
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     sizes = cfg["sizes"]
     act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU}[cfg["hidden"]]
@@ -124,10 +125,11 @@ def bench_torch(cfg, X, y, repeats, epochs_per_repeat, threads):
             total += loss.item() * len(idx)
         losses.append(total / N)
 
-    epoch()
-    t = best_of(lambda: [epoch() for _ in range(epochs_per_repeat)], repeats) / epochs_per_repeat
-    assert np.isfinite(losses).all(), losses
-    return t, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {threads} thread(s)", net
+    def note():
+        assert np.isfinite(losses).all(), losses
+        return f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+    return epoch, note, net
 
 
 def bench_torch_predict(net, x, n=200, chunks=100):
@@ -139,8 +141,7 @@ def bench_torch_predict(net, x, n=200, chunks=100):
         return best_of(lambda: [net(tx) for _ in range(n)], chunks) / n
 
 
-# --- scikit-learn -----------------------------------------------------------------------------
-def bench_sklearn(cfg, X, y, repeats, epochs_per_repeat):
+def setup_sklearn(cfg, X, y):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -166,16 +167,29 @@ def bench_sklearn(cfg, X, y, repeats, epochs_per_repeat):
             clf.partial_fit(X, y, classes=classes)
         losses.append(clf.loss_)
 
-    epoch()
-    t = best_of(lambda: [epoch() for _ in range(epochs_per_repeat)], repeats) / epochs_per_repeat
-    assert np.isfinite(losses).all(), losses
-    return t, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, dtype {clf.coefs_[0].dtype}", clf
+    def note():
+        assert np.isfinite(losses).all(), losses
+        return f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, dtype {clf.coefs_[0].dtype}"
+
+    return epoch, note, clf
 
 
 def bench_sklearn_predict(clf, x, n=100, chunks=30):
     xx = x[None, :]
     clf.predict_proba(xx)
     return best_of(lambda: [clf.predict_proba(xx) for _ in range(n)], chunks) / n
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def fmt(seconds):
@@ -224,8 +238,6 @@ def main(argv=None):
             return threadpool_limits(limits=threads)
 
     except ImportError:
-        import contextlib
-
         print("threadpoolctl: absent; fastface timed at the default BLAS thread count only")
         thread_settings = (None,)
 
@@ -237,44 +249,55 @@ def main(argv=None):
     for cfg in configs:
         X, y = make_data(cfg)
         course = cfg is COURSE
-        epr = 1  # one epoch per repeat: many short repeats find the machine's quiet moments
-        reps = repeats * 4 if course else max(2, repeats // 3)
-        t_ff = None
+        reps = repeats * 4 if course else max(2, repeats // 2)
+        # contenders: (framework, thread label, epoch, note, obj, context factory)
+        contenders = []
         for threads in thread_settings:
-            with limit(threads):
-                t, note, m = bench_fastface(cfg, X, y, reps, epr)
-            label = "default" if threads is None else f"{threads}thr"
-            print(f"{cfg['name']:7s} epoch  fastface {label:7s}{fmt(t)}          ({note})")
-            if t_ff is None or t < t_ff:
-                t_ff, model, ff_threads = t, m, threads
-        results[(cfg["name"], "fastface")] = t_ff
+            epoch, note, obj = setup_fastface(cfg, X, y)
+            contenders.append(("fastface", threads, epoch, note, obj, lambda t=threads: limit(t)))
         if "torch" in peers:
-            best = None
-            for threads in sorted({1, torch_threads}, reverse=True):
-                t, note, net = bench_torch(cfg, X, y, reps, epr, threads)
-                print(f"{cfg['name']:7s} epoch  torch {threads}thr     {fmt(t)}  {t / t_ff:6.2f}x   ({note})")
-                if best is None or t < best[0]:
-                    best = (t, net)
-            results[(cfg["name"], "torch")] = best[0]
-            if course:
-                results["torch_net"] = best[1]
+            import torch
+
+            for threads in sorted({torch_threads, 1}, reverse=True):
+                epoch, note, obj = setup_torch(cfg, X, y)
+                contenders.append(("torch", threads, epoch, note, obj, lambda t=threads: _torch_threads(t)))
         if "sklearn" in peers:
-            t, note, clf = bench_sklearn(cfg, X, y, reps, epr if course else 1)
-            print(f"{cfg['name']:7s} epoch  sklearn         {fmt(t)}  {t / t_ff:6.2f}x   ({note})")
-            results[(cfg["name"], "sklearn")] = t
-            if course:
-                results["sk_clf"] = clf
+            epoch, note, obj = setup_sklearn(cfg, X, y)
+            contenders.append(("sklearn", None, epoch, note, obj, contextlib.nullcontext))
+        for c in contenders:  # warm-up: compilation and first-call costs
+            with c[5]():
+                c[2]()
+        best = [float("inf")] * len(contenders)
+        for _ in range(reps):  # interleaved, so every contender sees the same machine load
+            for i, c in enumerate(contenders):
+                with c[5]():
+                    t0 = time.perf_counter()
+                    c[2]()
+                    best[i] = min(best[i], time.perf_counter() - t0)
+        fastest = {}
+        for (name, threads, _, note, obj, ctx), t in zip(contenders, best):
+            if name not in fastest or t < fastest[name][0]:
+                fastest[name] = (t, threads, obj, ctx)
+        t_ff = fastest["fastface"][0]
+        for (name, threads, _, note, obj, ctx), t in zip(contenders, best):
+            label = f"{name} {'default' if threads is None else f'{threads}thr'}"
+            print(f"{cfg['name']:7s} epoch  {label:18s}{fmt(t)}  {t / t_ff:6.2f}x   ({note()})")
+        for name, (t, *_rest) in fastest.items():
+            results[(cfg["name"], name)] = t
         if course:
             x = X[0].copy()
-            with limit(ff_threads):
+            _, ff_threads, model, ctx = fastest["fastface"]
+            with ctx():
                 t1 = bench_fastface_predict(model, x)
             print(f"predict 1 example fastface      {fmt(t1)}   1.00x")
             results[("predict", "fastface")] = t1
-            if "torch_net" in results:
-                t = bench_torch_predict(results["torch_net"], x)
+            if "torch" in fastest:
+                _, threads, net, ctx = fastest["torch"]
+                with ctx():
+                    t = bench_torch_predict(net, x)
                 print(f"predict 1 example torch         {fmt(t)}  {t / t1:6.2f}x")
-            if "sk_clf" in results:
-                t = bench_sklearn_predict(results["sk_clf"], x)
+            if "sklearn" in fastest:
+                t = bench_sklearn_predict(fastest["sklearn"][2], x)
                 print(f"predict 1 example sklearn       {fmt(t)}  {t / t1:6.2f}x")
 
     print("targets:")

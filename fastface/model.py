@@ -429,13 +429,22 @@ class Sequential:
             _check_finite(arr, "X", where)
         return arr
 
-    def _record_range(self, X):
-        lo, hi = float(X.min()), float(X.max())
+    def _scan(self, X, name, where):
+        """(min, max) of X, raising the ValueError of _check_finite when X holds NaN/inf.
+
+        A finite sum proves every element finite (NaN/inf propagate into it); only when the
+        sum is not finite (bad values, or an overflow of huge ones) is every element checked.
+        """
+        if X.dtype.kind == "f" and not math.isfinite(float(np.sum(X))):
+            _check_finite(X, name, where)
+        return float(X.min()), float(X.max())
+
+    def _record_range(self, lo, hi):
+        """Widen the recorded training input range to include [lo, hi]."""
         old = self.input_contract.get("range")
         if old is not None:
             lo, hi = min(lo, old[0]), max(hi, old[1])
         self.input_contract["range"] = [lo, hi]
-        self._range_cache = None
 
     def _range_ok(self, lo, hi) -> bool:
         rng = self.input_contract.get("range")
@@ -599,7 +608,8 @@ class Sequential:
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks must be fastface.callbacks.Callback objects; got {type(cb).__name__}")
 
-        Xr = self._as_inputs(X, where)
+        Xr = self._as_inputs(X, where, finite=False)
+        x_range = self._scan(Xr, "X", where)  # finite check and range in one pass
         self.build(Xr.shape[1])
         N = Xr.shape[0]
         Y, labels = self._targets(y, N, where)
@@ -620,7 +630,7 @@ class Sequential:
             val = (Xr[cut:], Y[cut:], None if np.all(w[cut:] == 1) else w[cut:])
             Xr, Y, w, N = Xr[:cut], Y[:cut], w[:cut], cut
 
-        self._record_range(Xr)
+        self._record_range(*x_range)
         if self.input_contract["normalize"] == "standard" and self._mean is None:
             mean = Xr.mean(axis=0, dtype=np.float64)
             std = Xr.std(axis=0, dtype=np.float64)
