@@ -180,7 +180,8 @@ def target_course_layer(repeat) -> str:
         lines.append(
             f"target 3: fastest backend at 32x400x25 float32 ({what}, per call through fastface.ops): "
             f"{best_name} {best * 1e6:.1f} us vs numpy-blas {base * 1e6:.1f} us = {ratio:.2f}x "
-            f"(target >= 2.00x): {verdict} [vs ops backend='numpy' {ops_np * 1e6:.1f} us: {ops_np / best:.2f}x]"
+            f"(target >= 2.00x): {verdict} "
+            f"[vs ops backend='numpy' {ops_np * 1e6:.1f} us: {ops_np / best:.2f}x]"
         )
     return "\n".join(lines)
 

@@ -221,7 +221,8 @@ def assert_close(got, expected, bound, *, backend, stage, dtype, shape):
     err = np.abs(got.astype(np.float64) - expected)
     bad = ~(err <= bound)  # NaN counts as bad
     if bad.any():
-        idx = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(err, nan=np.inf) / bound, -1))), err.shape)
+        score = np.where(bad, np.nan_to_num(err, nan=np.inf) / bound, -1)
+        idx = np.unravel_index(int(np.argmax(score)), err.shape)
         max_err = float(np.nanmax(np.where(np.isnan(err), np.inf, err)))
         pytest.fail(
             f"{where}: max error {max_err:.3g}; at {tuple(int(i) for i in idx)} got "
@@ -399,14 +400,17 @@ def backward_bounds(x64, W64, a64, da64, activation, dtype):
 def _forward_output(x, W, activation, dtype, rng):
     """A consistent forward output a (N, OUT) for the backward: relu gets some exact zeros."""
     b = rng.standard_normal(W.shape[1])
-    return reference.dense_forward(np.asarray(x, np.float64), np.asarray(W, np.float64), b, activation).astype(dtype)
+    x64, W64 = _f64(x, W)
+    return reference.dense_forward(x64, W64, b, activation).astype(dtype)
 
 
 def check_backward(backend, dtype, activation, x, W, a, da):
     snap = _snapshot(x, W, a, da)
     got = ops.dense_backward(x, W, a, da, activation, backend=backend)
     _assert_untouched(snap, f"backend={backend} dense_backward")
-    assert isinstance(got, tuple) and len(got) == 3, f"backend={backend}: expected (dx, dW, db), got {type(got)}"
+    assert isinstance(got, tuple) and len(got) == 3, (
+        f"backend={backend}: expected (dx, dW, db), got {type(got)}"
+    )
     x64, W64, a64, da64 = _f64(x, W, a, da)
     expected = reference.dense_backward(x64, W64, a64, da64, activation)
     bounds = backward_bounds(x64, W64, a64, da64, activation, dtype)

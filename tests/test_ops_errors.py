@@ -153,7 +153,8 @@ def test_dtype_policy(backend, dtypes, expected):
     want = x.astype(np.float64) @ w.astype(np.float64) + b.astype(np.float64)
     np.testing.assert_allclose(got, want, rtol=1e-5 if expected == np.float32 else 1e-12, atol=1e-5)
     assert ops.matmul(x, w, backend=backend).dtype == expected
-    dx, dW, db = ops.dense_backward(x, w, got.astype(dtypes[0]), got.astype(dtypes[1]), "linear", backend=backend)
+    a, da = got.astype(dtypes[0]), got.astype(dtypes[1])
+    dx, dW, db = ops.dense_backward(x, w, a, da, "linear", backend=backend)
     assert dx.dtype == dW.dtype == db.dtype == expected
 
 
@@ -179,9 +180,12 @@ def test_empty_batch_gives_empty_results(backend, dtype):
     assert (dx.shape, dW.shape, db.shape) == ((0, 3), (3, 2), (2,)), f"backend={backend}"
     assert dx.dtype == dW.dtype == db.dtype == dtype
     assert not dW.any() and not db.any(), f"backend={backend}: an empty batch contributes no gradient"
-    for shape_a, shape_b, out in [((0, 3), (3, 2), (0, 2)), ((4, 0), (0, 2), (4, 2)), ((4, 3), (3, 0), (4, 0))]:
+    empty_cases = [((0, 3), (3, 2), (0, 2)), ((4, 0), (0, 2), (4, 2)), ((4, 3), (3, 0), (4, 0))]
+    for shape_a, shape_b, out in empty_cases:
         c = ops.matmul(np.ones(shape_a, dtype), np.ones(shape_b, dtype), backend=backend)
-        assert c.shape == out and c.dtype == dtype and not c.any(), f"backend={backend} matmul {shape_a}@{shape_b}"
+        assert c.shape == out and c.dtype == dtype and not c.any(), (
+            f"backend={backend} matmul {shape_a}@{shape_b}"
+        )
     for shape in [(0, 5), (5, 0), (0,)]:
         s = ops.sigmoid(np.zeros(shape, dtype), backend=backend)
         assert s.shape == shape and s.dtype == dtype, f"backend={backend} sigmoid {shape}"
@@ -194,7 +198,8 @@ def _same_specials(got, want, what):
     np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=f"{what}: +inf positions")
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=f"{what}: -inf positions")
     finite = np.isfinite(want)
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-6, err_msg=f"{what}: finite values")
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-6,
+                               err_msg=f"{what}: finite values")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -221,7 +226,8 @@ def test_nan_and_inf_propagate_like_numpy(backend, dtype):
         a = reference.dense_forward(xs.astype(np.float64), w64, b64, "tanh").astype(dtype)
         da = rng.standard_normal((5, 3)).astype(dtype)
         da[2, 1] = np.nan
-        want = reference.dense_backward(xs.astype(np.float64), w64, a.astype(np.float64), da.astype(np.float64), "tanh")
+        want = reference.dense_backward(xs.astype(np.float64), w64, a.astype(np.float64),
+                                        da.astype(np.float64), "tanh")
         got = ops.dense_backward(xs, w, a, da, "tanh", backend=backend)
         for stage, g, e in zip(("dx", "dW", "db"), got, want):
             _same_specials(g, e, f"{where} backward[tanh] {stage}")
@@ -248,7 +254,8 @@ def test_unavailable_backend_error_carries_the_reason(monkeypatch):
     for call in (lambda: ops.matmul(X, W, backend="quantum"),
                  lambda: ops.dense_forward(X, W, B, backend="quantum"),
                  lambda: ops.dense_backward(X, W, A, DA, backend="quantum")):
-        with raises(BackendUnavailableError, "backend 'quantum' is unavailable", "no quantum computer attached"):
+        with raises(BackendUnavailableError, "backend 'quantum' is unavailable",
+                    "no quantum computer attached"):
             call()
 
 
@@ -345,7 +352,8 @@ def test_bench_command_prints_a_checked_table(capsys):
 
     host = [b for b in BACKENDS if b != "cuda"]
     status = main(["bench", "--sizes", "3x5x2", "--dtype", "float64", "--repeat", "1", "--min-time", "0",
-                   "--threads", "1", "--backends", ",".join(host + ["numpy-blas"]), "--kernels", "matmul,dense_backward"])
+                   "--threads", "1", "--backends", ",".join(host + ["numpy-blas"]),
+                   "--kernels", "matmul,dense_backward"])
     out = capsys.readouterr().out
     assert status == 0, out
     lines = [line for line in out.splitlines() if "GFLOP/s" in line]

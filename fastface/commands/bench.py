@@ -186,7 +186,8 @@ class Kernel:
 
 KERNELS: dict[str, Kernel] = {
     "matmul": Kernel("matmul", 2, ("x", "W"), _ops_matmul, _numpy_matmul, _torch_matmul),
-    "dense_forward": Kernel("dense_forward", 2, ("x", "W", "b"), _ops_forward, _numpy_forward, _torch_forward),
+    "dense_forward": Kernel("dense_forward", 2, ("x", "W", "b"), _ops_forward, _numpy_forward,
+                            _torch_forward),
     "dense_backward": Kernel("dense_backward", 4, ("x", "W", "a", "da"), _ops_backward, _numpy_backward,
                              _torch_backward),
 }
