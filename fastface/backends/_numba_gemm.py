@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._numba_act import FASTMATH, NONE, _bias_act_rows, _unaligned
-from ._numba_simd import NARROW, VEC_BYTES, WIDE, flat_span, make_microkernel
+from ._numba_simd import NARROW, TAIL_ROWS, VEC_BYTES, WIDE, flat_span, make_microkernel
 
 __all__ = ["_gemm_naive", "_gemm_direct", "_gemm_serial", "_gemm_parallel", "MR_WIDE", "MR_NARROW"]
 
@@ -38,6 +38,7 @@ MR_WIDE, NV_WIDE = WIDE
 MR_NARROW, NV_NARROW = NARROW
 _mk_wide = make_microkernel(MR_WIDE, NV_WIDE)
 _mk_narrow = make_microkernel(MR_NARROW, NV_NARROW)
+_mk_tail = make_microkernel(TAIL_ROWS, NV_NARROW)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
@@ -82,8 +83,12 @@ def _gemm_direct(A, B, C, b, act):
     c_rs = C.strides[0] // isz
     for i0 in range(0, M, MR_NARROW):
         m = min(MR_NARROW, M - i0)
-        for j0 in range(0, P, NR):
-            _mk_narrow(K, A, i0 * a_rs, a_rs, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
+        if m <= TAIL_ROWS < MR_NARROW:  # last band: the shorter kernel wastes fewer rows
+            for j0 in range(0, P, NR):
+                _mk_tail(K, A, i0 * a_rs, a_rs, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
+        else:
+            for j0 in range(0, P, NR):
+                _mk_narrow(K, A, i0 * a_rs, a_rs, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
         if act != NONE:
             _bias_act_rows(C, b, act, i0, i0 + m)
 

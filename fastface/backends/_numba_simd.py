@@ -41,7 +41,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
-__all__ = ["VEC_BYTES", "WIDE", "NARROW", "make_microkernel", "lanes", "flat_span", "exp_ieee", "tanh_ieee"]
+__all__ = ["VEC_BYTES", "WIDE", "NARROW", "TAIL_ROWS", "make_microkernel", "lanes", "flat_span", "exp_ieee", "tanh_ieee"]
 
 
 def _host_vector_bytes() -> int:
@@ -65,8 +65,10 @@ VEC_BYTES = _host_vector_bytes()
 # accumulators + NV loads of B + 1 broadcast stay within the register file (32 zmm with
 # AVX-512, 16 ymm/xmm otherwise). NARROW (fewer columns, more rows) wastes fewer lanes on
 # thin layers such as OUT = 25 in the unpacked small path.
-_TILES = {64: ((6, 4), (12, 2)), 32: ((6, 2), (4, 2)), 16: ((4, 2), (4, 2))}
-WIDE, NARROW = _TILES[VEC_BYTES]
+_TILES = {64: ((6, 4), (12, 2), 8), 32: ((6, 2), (4, 2), 4), 16: ((4, 2), (4, 2), 4)}
+WIDE, NARROW, TAIL_ROWS = _TILES[VEC_BYTES]
+# TAIL_ROWS: a shorter NARROW kernel for the last band of rows (M = 32 is 12 + 12 + 8 rows,
+# not 36 computed)
 
 
 def lanes(itemsize: int) -> int:
