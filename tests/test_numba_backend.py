@@ -227,3 +227,20 @@ def test_exp_and_tanh_epilogues_are_accurate_across_the_range(dtype):
                 f"numba {act} {np.dtype(dtype).name}: z={z[ok][worst]!r} got {got[ok][worst]!r}, "
                 f"want {want[ok][worst]!r}"
             )
+
+
+def test_a_kernel_that_cannot_compile_falls_back_to_the_reference_loops(monkeypatch):
+    from numba import njit
+
+    @njit
+    def broken(A, B, C, b, act, mc, kc, nc, threads):  # pragma: no cover - never runs
+        return A.no_such_attribute
+
+    monkeypatch.setattr(nb, "_COMPILED", {})
+    monkeypatch.setitem(nb.KERNELS, ("gemm", "small"), broken)
+    monkeypatch.setattr(config, "NUMBA_SERIAL_FLOPS", 1 << 62)
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    b = np.ones((4, 2))
+    with pytest.warns(RuntimeWarning, match="plain-loop reference kernel"):
+        got = nb.matmul(a, b)
+    np.testing.assert_allclose(got, a @ b)

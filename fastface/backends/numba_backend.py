@@ -39,6 +39,8 @@ fixed set of kernels (``cache=True`` keeps them on disk) instead of one per stri
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import config
@@ -117,7 +119,18 @@ def _core(op: str, kind: str, dtype: np.dtype):
             types.Array(nbt, 2, "C"),
         )
         options = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
-        fn = njit([types.int64(*argtypes)], cache=True, **options)(disp.py_func)
+        try:
+            fn = njit([types.int64(*argtypes)], cache=True, **options)(disp.py_func)
+        except Exception as exc:  # an LLVM target without the SIMD intrinsics: keep working
+            if kind == "naive":
+                raise
+            warnings.warn(
+                f"fastface numba backend: the blocked {op} kernel failed to compile for {dtype} "
+                f"({type(exc).__name__}: {exc}); using the plain-loop reference kernel instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            fn = _core(op, "naive", dtype)
         _COMPILED[key] = fn
     return fn
 
