@@ -16,7 +16,9 @@ them copies into it); ``get_weights()`` returns C-ordered copies. Training runs 
 - the *fused* path (fastface._fused): when the weights and one batch's activations fit in
   cache (``compile(fused="auto")``, the default, with backend None or 'numba'), one compiled
   call trains a whole epoch with no Python and no allocation per step;
-- the *per-layer* path: fastface.ops kernels of the chosen backend per layer and batch.
+- the *per-layer* path: per layer and batch, fastface.ops kernels of the chosen backend
+  (ops.dense_forward forward; ops.matmul for dx and dW^T backward, the derivative from the
+  activation's output as in fastface.activations).
 Both compute the same thing (tested); the optimizer update is shared.
 
 Input contract: ``fit`` records the range of the raw inputs it saw (``model.input_contract``).
@@ -893,8 +895,8 @@ class _EpochState:
         N = perm.shape[0]
         loss_sum = correct = counted = 0.0
         grads = []
-        for i, (fan_in, fan_out, wo, bo) in enumerate(m._rows):
-            grads.append((m._grad[wo:bo].reshape(fan_out, fan_in).T, m._grad[bo : bo + fan_out]))
+        for i, (fan_in, fan_out, wo, bo) in enumerate(m._rows):  # dW^T (OUT, IN) and db views
+            grads.append((m._grad[wo:bo].reshape(fan_out, fan_in), m._grad[bo : bo + fan_out]))
         for batch, start in enumerate(range(0, N, self.B)):
             idx = perm[start : start + self.B]
             xs = [self.X[idx]]
@@ -912,18 +914,17 @@ class _EpochState:
             elif metric == "binary":
                 correct += float(np.sum((a >= 0.5) == (yb >= 0.5)))
                 counted += a.size
-            da = dz.astype(m.dtype, copy=False)
-            for l in range(len(layers) - 1, 0, -1):
-                layer = layers[l]
-                out = z if l == len(layers) - 1 else xs[l + 1]
-                activation = "linear" if l == len(layers) - 1 else layer.activation
-                da, dW, db = ops.dense_backward(xs[l], layer.W, out, da, activation, backend=backend)
-                grads[l][0][...] = dW
-                grads[l][1][...] = db
-            # the first layer: no dx (nothing needs the gradient of the input)
-            dz0 = da if len(layers) == 1 else DERIVATIVES[layers[0].activation](xs[1], da)
-            grads[0][0][...] = ops.matmul(xs[0].T, dz0, backend=backend)
-            np.sum(dz0, axis=0, out=grads[0][1])
+            # backward: dz of each layer, then dW^T = dz^T x (written straight into the
+            # transposed storage, no transposing copy), db = sum dz, dx = dz W^T
+            dz = dz.astype(m.dtype, copy=False)
+            for l in range(len(layers) - 1, -1, -1):
+                if l < len(layers) - 1:
+                    dz = DERIVATIVES[layers[l].activation](xs[l + 1], da)
+                gWT, gb = grads[l]
+                gWT[...] = ops.matmul(dz.T, xs[l], backend=backend)
+                np.sum(dz, axis=0, out=gb)
+                if l > 0:  # the first layer needs no dx
+                    da = ops.matmul(dz, layers[l].W.T, backend=backend)  # W.T: C-contiguous storage
             loss_sum += value * len(idx)
             if not m.optimizer.step(m.theta, m._grad, self.table):
                 self._diverged(2, epoch, batch, history)
