@@ -28,7 +28,9 @@ _REFUSED_KINDS = {
     "M": "datetime",
     "m": "timedelta",
 }
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_FLOATS = (_F32, _F64)
 
 
 class ArrayMeta:
@@ -68,6 +70,19 @@ def common_float_arrays(named: dict, where: str):
     back untouched; mixing host and device arrays is refused.
     """
     values = list(named.values())
+    # Fast path (the common case, kept to a few hundred nanoseconds): NumPy arrays that all
+    # share one native float32/float64 dtype. Builtin dtypes are singletons, so `is` works.
+    dtype = values[0].dtype if type(values[0]) is np.ndarray else None
+    if dtype is _F32 or dtype is _F64:
+        for v in values:
+            if type(v) is not np.ndarray or v.dtype is not dtype:
+                break
+        else:
+            return values, False, dtype
+    return _common_float_arrays_slow(named, values, where)
+
+
+def _common_float_arrays_slow(named: dict, values: list, where: str):
     device = [is_device_array(v) for v in values]
     if any(device):
         from . import backends
@@ -93,13 +108,15 @@ def common_float_arrays(named: dict, where: str):
         _refuse_dtype(name, arr.dtype)
         arrays.append(arr)
     dtype = arrays[0].dtype
-    if dtype in _FLOATS and all(a.dtype == dtype for a in arrays):
+    if dtype in _FLOATS and dtype.isnative and all(a.dtype == dtype for a in arrays):
         return arrays, False, dtype
     dtype = np.result_type(*arrays)
     if dtype.kind != "f" or dtype.itemsize > 8:
-        dtype = np.dtype(np.float64)
+        dtype = _F64
     elif dtype.itemsize < 4:
-        dtype = np.dtype(np.float32)
+        dtype = _F32
+    else:
+        dtype = dtype.newbyteorder("=")  # byte-swapped input is converted to native order
     return [a.astype(dtype, copy=False) for a in arrays], False, dtype
 
 

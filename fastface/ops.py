@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backends, config, losses
 from ._arrays import check_ndim, common_float_arrays
-from .activations import check_activation
+from .activations import ACTIVATIONS, check_activation
 
 __all__ = [
     "matmul",
@@ -132,9 +132,15 @@ def dense_forward(x, W, b, activation="sigmoid", *, backend=None):
     x (N, IN), W (IN, OUT), b (OUT,) -> a (N, OUT). `activation` is one of
     'linear', 'sigmoid', 'relu', 'tanh', 'softmax' (row-wise).
     """
-    activation = check_activation(activation)
+    if activation not in ACTIVATIONS:
+        activation = check_activation(activation)
     (x, W, b), dev, dtype = common_float_arrays({"x": x, "W": W, "b": b}, "dense_forward")
-    N, IN, OUT = _dense_args("dense_forward", x, W, b)
+    xs, ws = x.shape, W.shape
+    # One cheap test for the common case; the detailed checks (and messages) otherwise.
+    if not (len(xs) == 2 and len(ws) == 2 and xs[1] == ws[0] and ws[0] and ws[1]
+            and len(b.shape) == 1 and b.shape[0] == ws[1]):
+        _dense_args("dense_forward", x, W, b)
+    N, IN, OUT = xs[0], ws[0], ws[1]
     module = _backend(backend, N * IN * OUT, dev, "dense_forward")
     if N == 0:
         return _empty(module, (0, OUT), dtype, dev)
@@ -148,11 +154,15 @@ def dense_backward(x, W, a, da, activation="sigmoid", *, backend=None):
     -> (dx (N, IN), dW (IN, OUT), db (OUT,)). No averaging happens here: the 1/N of a mean
     loss is already in da.
     """
-    activation = check_activation(activation)
+    if activation not in ACTIVATIONS:
+        activation = check_activation(activation)
     (x, W, a, da), dev, dtype = common_float_arrays(
         {"x": x, "W": W, "a": a, "da": da}, "dense_backward"
     )
-    N, IN, OUT = _dense_args("dense_backward", x, W)
+    xs, ws = x.shape, W.shape
+    if not (len(xs) == 2 and len(ws) == 2 and xs[1] == ws[0] and ws[0] and ws[1]):
+        _dense_args("dense_backward", x, W)
+    N, IN, OUT = xs[0], ws[0], ws[1]
     for name, arr in (("a", a), ("da", da)):
         if tuple(arr.shape) != (N, OUT):
             raise ValueError(
