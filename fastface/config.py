@@ -25,11 +25,9 @@ SMALL_FLOPS = 1 << 21
 SMALL_PREFERENCE = ("numba", "c", "numpy")
 LARGE_PREFERENCE = ("numpy", "c", "numba")
 
-# --- CPU kernels -----------------------------------------------------------------------------
-# Cache-blocking tile for the C matmul (rows of A, columns of B, depth) and the Numba kernels.
-TILE_M = 64
-TILE_N = 256
-TILE_K = 256
+# --- C kernels --------------------------------------------------------------------------------
+# The C GEMM picks its cache blocks per SIMD level in csrc/ (fastface_kernels.inc);
+# fastface.backends.c_backend.set_options(mc=, kc=, nc=, simd=) overrides them at run time.
 
 # --- CUDA kernels ----------------------------------------------------------------------------
 # Side of the square shared-memory tile of the tiled matmul (threads per block = TILE**2).

@@ -54,7 +54,7 @@ def _on_sim(backend) -> bool:
 
 # Every tile / cache block in fastface.config that hypothesis may draw around (blocks larger
 # than MAX_TILE_DRAWN are crossed by the shrunken-block variants of the `backend` fixture).
-TILE_NAMES = ("TILE_M", "TILE_N", "TILE_K", "CUDA_TILE", "NUMBA_MC", "NUMBA_KC", "NUMBA_NC")
+TILE_NAMES = ("CUDA_TILE", "NUMBA_MC", "NUMBA_KC", "NUMBA_NC")
 MAX_TILE_DRAWN = 300
 
 
@@ -442,7 +442,7 @@ def test_dense_backward_matches_reference(backend, dtype, activation):
 def _large_shape(backend):
     if _on_sim(backend):
         return None
-    return (129, config.TILE_K * 2 + 3, config.TILE_N + 5)  # several K tiles, ragged edges
+    return (129, config.NUMBA_KC * 2 + 3, 261)  # several K blocks, ragged edges
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
