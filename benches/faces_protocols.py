@@ -49,12 +49,16 @@ def line(name, value, extra=""):
     print(f"{name:<70s} {value}  {extra}".rstrip(), flush=True)
 
 
+# Rows without augmentation see 50x fewer examples per epoch, so they get 300 epochs
+# (about the optimizer steps of the augmented rows, and more than the PyTorch baseline's 200).
 ABLATION = {
-    "plain MLP (raw pixels, no aug, no wd)": dict(normalize=False, whiten=0, shifts=0, mirror=False, weight_decay=0.0),
-    "+ per-image normalisation": dict(normalize=True, whiten=0, shifts=0, mirror=False, weight_decay=0.0),
-    "+ whitening PCA(100)": dict(normalize=True, whiten=100, shifts=0, mirror=False, weight_decay=0.0),
-    "+ augmentation (shifts, mirror)": dict(normalize=True, whiten=100, shifts=1, mirror=True, weight_decay=0.0),
-    "+ weight decay = Identifier defaults": dict(),
+    "plain MLP (raw pixels, no aug, no wd, 300 epochs)": dict(normalize=False, whiten=0, shifts=0, mirror=False,
+                                                             weight_decay=0.0, epochs=300),
+    "+ per-image normalisation": dict(normalize=True, whiten=0, shifts=0, mirror=False, weight_decay=0.0, epochs=300),
+    "+ whitening PCA(100)": dict(normalize=True, whiten=100, shifts=0, mirror=False, weight_decay=0.0, epochs=300),
+    "+ weight decay 1e-4": dict(normalize=True, whiten=100, shifts=0, mirror=False, epochs=300),
+    "+ mirror and +-1 px shifts (18 copies, 30 epochs)": dict(shifts=1),
+    "+ +-2 px shifts (50 copies) = Identifier defaults": dict(),
 }
 
 
@@ -120,21 +124,23 @@ def run_openset(oli, seeds):
     line("  (time)", f"{time.perf_counter() - t0:.0f} s")
 
 
+# label -> (Verifier keywords, seeds used: the front-end embedding does not depend on the seed)
 CROSS = {
-    "hidden-layer embedding (defaults)": dict(),
-    "Tan-Triggs lighting + whitened front-end embedding": dict(illumination=True, embedding="frontend"),
+    "hidden-layer embedding (defaults)": (dict(), None),
+    "Tan-Triggs lighting + whitened front-end embedding": (dict(illumination=True, embedding="frontend"), 1),
 }
 
 
 def run_cross(oli, yale, seeds):
     t0 = time.perf_counter()
-    for label, opts in CROSS.items():
+    for label, (opts, fixed) in CROSS.items():
         rows, rows_a = [], []
-        for seed in range(seeds):
+        n = seeds if fixed is None else fixed
+        for seed in range(n):
             ver = faces.Verifier(seed=seed, **opts).fit(oli.images, oli.target)
             rows.append(pair_figures(ver, yale.images, yale.target))
             rows_a.append(pair_figures(ver, yale.images, yale.target, adapt=True))
-        _cross_lines(label, rows, rows_a, seeds)
+        _cross_lines(label, rows, rows_a, n)
     line("  (time)", f"{time.perf_counter() - t0:.0f} s")
 
 

@@ -185,6 +185,14 @@ def test_cli_train_predict_verify(olivetti_npz, tmp_path, capsys):
     np.save(photo, olivetti_npz["images"][0])
     assert main(["predict", str(out), str(photo)]) == 0
     assert "top 3" in capsys.readouterr().out
+    # a fresh process knows every kind of face model file (no class imported beforehand)
+    import subprocess
+    import sys
+
+    code = f"from fastface.faces import load; print(type(load({str(out)!r})).__name__)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(__import__("conftest").REPO))
+    assert run.stdout.strip() == "Identifier", run.stderr
     vout = tmp_path / "v.npz"
     assert main(args + ["--task", "verify", "--out", str(vout)]) == 0
     assert "eer" in capsys.readouterr().out

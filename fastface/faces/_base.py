@@ -233,6 +233,8 @@ def _rebuild(layers, input_dim, weights):
 
 def load(path):
     """Read a PersonClassifier, Identifier or Verifier written by its .save(path)."""
+    from . import identify, person, verify  # noqa: F401  (registers the kinds)
+
     arrays, meta = load_npz(path, FORMAT, max_version=FORMAT_VERSION)
     try:
         cls = _KINDS[meta["kind"]]

@@ -6,6 +6,8 @@ predict_proba -> (N,) calibrated P(person); predict -> (N,) 0/1 by the rule p >=
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._base import FaceModel, platt_fit, sigmoid
@@ -100,6 +102,15 @@ class PersonClassifier(FaceModel):
             if self.calibration == "platt":
                 # hard 0/1 targets: Platt's smoothed targets would cap P(person) at 6/7 with 5 photos
                 self.calib = platt_fit(z, y, smooth=False, ridge=1e-3)
+                if self.calib[0] <= 0:
+                    rate = float(y.mean())
+                    warnings.warn(
+                        f"PersonClassifier.fit: the held-out scores do not rank person {self.person} above the "
+                        f"others (calibration slope {self.calib[0]:.3g}); predict_proba falls back to the base "
+                        f"rate {rate:.3f}. Train longer (epochs) or give more photos of the person",
+                        stacklevel=2,
+                    )
+                    self.calib = (0.0, float(np.log(rate / (1 - rate))))
             else:
                 a, _ = platt_fit(z, y)  # temperature: slope only, through the origin
                 self.calib = (_temperature(z, y), 0.0) if a > 0 else (a, 0.0)
