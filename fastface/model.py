@@ -285,6 +285,17 @@ class Sequential:
         self._tables = {}
         self._one = None
 
+    def __setstate__(self, state):
+        """Unpickling (copy.deepcopy, joblib): re-bind each layer's W and b as views of theta.
+
+        Pickle stores views as independent copies; without this the layers would stop
+        seeing the weights that training and predict update. (Files: use save / load_model.)
+        """
+        self.__dict__.update(state)
+        if self.theta is not None:
+            for layer, (fan_in, fan_out, wo, bo) in zip(self.layers, self._rows):
+                layer._bind(self.theta[wo:bo].reshape(fan_out, fan_in).T, self.theta[bo : bo + fan_out])
+
     @property
     def layer_sizes(self) -> list:
         """[IN, OUT_0, OUT_1, ...] (IN is None before the model is built)."""

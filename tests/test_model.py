@@ -445,3 +445,21 @@ def test_per_layer_path_agrees_across_backends():
     for name, weights in results.items():
         for a, b in zip(weights, ref):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_copies_keep_layers_bound_to_the_trained_weights():
+    """deepcopy/pickle (used by joblib and scikit-learn's clone paths) must not detach layer.W
+    from the storage that fit and predict update."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(3)
+    X = rng.random((40, 6)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(np.float32)
+    model = ff.Sequential([ff.Dense(4, "tanh"), ff.Dense(1, "sigmoid")], input_dim=6, seed=1)
+    model.compile(loss="binary_crossentropy", optimizer="sgd", learning_rate=0.5)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        clone.fit(X, y, epochs=3, batch_size=8, verbose=0)
+        by_layers = clone.forward_all(X)[-1]
+        np.testing.assert_allclose(clone.predict(X), by_layers, rtol=1e-5, atol=1e-6)
+        assert not np.array_equal(clone.layers[0].W, model.layers[0].W)
