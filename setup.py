@@ -62,14 +62,15 @@ def read(name):
 
 
 EXTRAS = {
-    "data": ["scikit-learn>=1.3", "scikit-image>=0.21", "Pillow>=9", "matplotlib>=3.6", "tqdm>=4.60"],
+    "data": ["scikit-learn>=1.6", "scikit-image>=0.21", "Pillow>=9", "matplotlib>=3.6", "tqdm>=4.60"],
     "plots": ["Pillow>=9", "matplotlib>=3.6"],
-    "cuda": ["numba-cuda>=0.10"],
+    # [cu12] brings NVVM/NVRTC for a real GPU; the CUDA simulator (tests) needs plain numba-cuda.
+    "cuda": ["numba-cuda[cu12]>=0.20"],
     "torch": ["torch>=2.0"],
-    "bench": ["pytest>=7", "pytest-benchmark>=4", "scikit-learn>=1.3"],
+    "bench": ["pytest>=7", "pytest-benchmark>=4", "scikit-learn>=1.6"],
 }
 EXTRAS["test"] = sorted(
-    set(EXTRAS["data"] + EXTRAS["cuda"] + EXTRAS["bench"] + ["hypothesis>=6.80", "scipy>=1.9"])
+    set(EXTRAS["data"] + EXTRAS["bench"] + ["numba-cuda>=0.20", "hypothesis>=6.80", "scipy>=1.9"])
 )
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
