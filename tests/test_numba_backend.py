@@ -244,3 +244,29 @@ def test_a_kernel_that_cannot_compile_falls_back_to_the_reference_loops(monkeypa
     with pytest.warns(RuntimeWarning, match="plain-loop reference kernel"):
         got = nb.matmul(a, b)
     np.testing.assert_allclose(got, a @ b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_column_major_weights_take_every_serial_route(dtype, monkeypatch):
+    """W Fortran-ordered (as fastface.model stores it) and W.T in the backward: the dot-product
+    kernel (few rows or long reductions, 4-row bands and 1-row tails, column edges of the
+    4-wide blocks) and the copy route (many rows, short reductions), x row- or column-major."""
+    monkeypatch.setattr(config, "NUMBA_KERNEL", "blocked")
+    monkeypatch.setattr(config, "NUMBA_SERIAL_FLOPS", 1 << 62)
+    rng = np.random.default_rng(7)
+    for N, IN, OUT in ((1, 1, 1), (1, 300, 5), (3, 70, 6), (5, 9, 7), (8, 130, 13), (9, 200, 3), (21, 20, 10)):
+        for x_order in ("C", "F"):
+            x = np.asarray(rng.standard_normal((N, IN)), dtype=dtype, order=x_order)
+            W = np.asfortranarray((rng.standard_normal((IN, OUT)) / np.sqrt(IN)).astype(dtype))
+            b = rng.standard_normal(OUT).astype(dtype)
+            f64 = [v.astype(np.float64) for v in (x, W, b)]
+            a_ref = reference.dense_forward(*f64, "sigmoid")
+            _close(nb.dense_forward(x, W, b, "sigmoid"), a_ref, dtype, IN, f"forward F-ordered W {N}x{IN}x{OUT}")
+            _close(nb.matmul(x, W), f64[0] @ f64[1], dtype, IN, f"matmul F-ordered W {N}x{IN}x{OUT}")
+            da = rng.standard_normal((N, OUT)).astype(dtype)
+            a = a_ref.astype(dtype)
+            want = reference.dense_backward(f64[0], f64[1], a.astype(np.float64), da.astype(np.float64), "sigmoid")
+            for W_ in (W, np.ascontiguousarray(W)):
+                got = nb.dense_backward(x, W_, a, da, "sigmoid")
+                for name, g, w, k in zip(("dx", "dW", "db"), got, want, (OUT, N, N)):
+                    _close(g, w, dtype, k, f"backward {name} W {W_.flags.f_contiguous} {N}x{IN}x{OUT}")

@@ -12,7 +12,9 @@ summation order:
     _gemm_naive     i-k-j loops; the algorithmic reference and the fallback (tests compare)
     _gemm_serial    one thread, for small problems where packing and threads cost more than
                     they save: ``_gemm_direct`` (no packing, the NARROW micro-kernel reads A
-                    and B in place); a B without unit column stride is copied row-major first
+                    and B in place) for a B with unit column stride; ``_gemm_dot`` (blocks of
+                    contiguous dot products, vectorised by LLVM under 'reassoc') for a B with
+                    unit row stride (Fortran-ordered W, W.T); other B are copied row-major
     _gemm_parallel  BLIS-style: per thread, pack a kc x nc block of B into NR-wide panels and
                     an mc x kc block of A into MR-high panels (contiguous, zero-padded: packing
                     also turns strided inputs contiguous), then run the WIDE micro-kernel over
@@ -39,6 +41,11 @@ MR_NARROW, NV_NARROW = NARROW
 _mk_wide = make_microkernel(MR_WIDE, NV_WIDE)
 _mk_narrow = make_microkernel(MR_NARROW, NV_NARROW)
 _mk_tail = make_microkernel(TAIL_ROWS, NV_NARROW)
+# serial path, B with unit row stride: dot products when M <= DOT_MAX_ROWS or K >= DOT_MIN_DEPTH,
+# else a row-major copy of B (transposed in bands of COPY_ROWS rows) for the direct kernel
+DOT_MAX_ROWS = 8
+DOT_MIN_DEPTH = 64
+COPY_ROWS = 32
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
@@ -212,15 +219,21 @@ def _gemm_block(A, B, C, r0, r1, c0, c1, mc, kc, nc, Ap, Bp):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _copy_rows(B):
-    """A C-contiguous copy of B (K, P), reading along whichever axis of B is contiguous."""
+    """A C-contiguous copy of B (K, P), reading along whichever axis of B is contiguous.
+
+    A column-major B (W.T, x.T) is transposed in bands of COPY_ROWS rows of the copy, so the
+    strided writes of one band stay in L1 instead of touching K cache lines per column.
+    """
     K, P = B.shape
     out = np.empty((K, P), dtype=B.dtype)
     flat, off, rs, cs = _flat(B)
     if rs == 1:  # column-major views (W.T): read down columns, write with stride P
-        for j in range(P):
-            s = off + j * cs
-            for k in range(K):
-                out[k, j] = flat[s + k]
+        for k0 in range(0, K, COPY_ROWS):
+            k1 = min(K, k0 + COPY_ROWS)
+            for j in range(P):
+                col = flat[off + j * cs + k0: off + j * cs + k1]  # sliced: k >= 0, no wraparound
+                for k in range(k1 - k0):
+                    out[k0 + k, j] = col[k]
     else:
         for k in range(K):
             s = off + k * rs
@@ -230,17 +243,162 @@ def _copy_rows(B):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+def _dot1x4(af, a0, bf, b0, b1, b2, b3, K):
+    """Four dot products of length K: af[a0:a0+K] . bf[bj:bj+K] for bj = b0..b3.
+
+    Rows are sliced first so the loop indexes from 0 (no negative-index wraparound select,
+    which would turn the loads into gathers); with 'reassoc' LLVM vectorises the reductions.
+    """
+    z = af.dtype.type(0)
+    s0 = z
+    s1 = z
+    s2 = z
+    s3 = z
+    x = af[a0:a0 + K]
+    r0 = bf[b0:b0 + K]
+    r1 = bf[b1:b1 + K]
+    r2 = bf[b2:b2 + K]
+    r3 = bf[b3:b3 + K]
+    for k in range(K):
+        xk = x[k]
+        s0 += xk * r0[k]
+        s1 += xk * r1[k]
+        s2 += xk * r2[k]
+        s3 += xk * r3[k]
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+def _dot4x4(af, a0, ars, bf, b0, b1, b2, b3, K, C, i0, j0, n):
+    """C[i0 + r, j0 + c] = af[a0 + r*ars : +K] . bf[bc : bc+K] for r < 4, c < n (n <= 4).
+
+    A 4 x 4 block of dot products sharing each load of A and of B four times (16 vector
+    accumulators after vectorisation); the c >= n columns repeat a valid one, never stored.
+    """
+    z = af.dtype.type(0)
+    s00 = s01 = s02 = s03 = z
+    s10 = s11 = s12 = s13 = z
+    s20 = s21 = s22 = s23 = z
+    s30 = s31 = s32 = s33 = z
+    x0 = af[a0:a0 + K]
+    x1 = af[a0 + ars:a0 + ars + K]
+    x2 = af[a0 + 2 * ars:a0 + 2 * ars + K]
+    x3 = af[a0 + 3 * ars:a0 + 3 * ars + K]
+    r0 = bf[b0:b0 + K]
+    r1 = bf[b1:b1 + K]
+    r2 = bf[b2:b2 + K]
+    r3 = bf[b3:b3 + K]
+    for k in range(K):
+        w0 = r0[k]
+        w1 = r1[k]
+        w2 = r2[k]
+        w3 = r3[k]
+        v = x0[k]
+        s00 += v * w0
+        s01 += v * w1
+        s02 += v * w2
+        s03 += v * w3
+        v = x1[k]
+        s10 += v * w0
+        s11 += v * w1
+        s12 += v * w2
+        s13 += v * w3
+        v = x2[k]
+        s20 += v * w0
+        s21 += v * w1
+        s22 += v * w2
+        s23 += v * w3
+        v = x3[k]
+        s30 += v * w0
+        s31 += v * w1
+        s32 += v * w2
+        s33 += v * w3
+    C[i0, j0] = s00
+    C[i0 + 1, j0] = s10
+    C[i0 + 2, j0] = s20
+    C[i0 + 3, j0] = s30
+    if n > 1:
+        C[i0, j0 + 1] = s01
+        C[i0 + 1, j0 + 1] = s11
+        C[i0 + 2, j0 + 1] = s21
+        C[i0 + 3, j0 + 1] = s31
+    if n > 2:
+        C[i0, j0 + 2] = s02
+        C[i0 + 1, j0 + 2] = s12
+        C[i0 + 2, j0 + 2] = s22
+        C[i0 + 3, j0 + 2] = s32
+    if n > 3:
+        C[i0, j0 + 3] = s03
+        C[i0 + 1, j0 + 3] = s13
+        C[i0 + 2, j0 + 3] = s23
+        C[i0 + 3, j0 + 3] = s33
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+def _gemm_dot(A, B, C, b, act):
+    """C (M, P) = act(A (M, K) @ B (K, P) + b) as dot products, serial, unpacked.
+
+    For A with unit column stride and B with unit *row* stride (B.T row-major: a Fortran-
+    ordered W, or W.T in dx = dz @ W.T for a C-ordered W): C[i, j] = A[i, :] . B[:, j], both
+    operands read contiguously, no copy of B. Rows go in bands of 4 (4 x 4 blocks of dots),
+    the last M % 4 rows one at a time (1 x 4 blocks); each band gets its epilogue at once.
+    """
+    M, K = A.shape
+    P = B.shape[1]
+    af, aoff, ars, _ = _flat(A)
+    bf, boff, _, bcs = _flat(B)
+    last = P - 1
+    i0 = 0
+    while i0 < M:
+        a0 = aoff + i0 * ars
+        if M - i0 >= 4:
+            for j0 in range(0, P, 4):
+                _dot4x4(af, a0, ars, bf, boff + j0 * bcs, boff + min(j0 + 1, last) * bcs,
+                        boff + min(j0 + 2, last) * bcs, boff + min(j0 + 3, last) * bcs, K, C, i0, j0, min(4, P - j0))
+            i1 = i0 + 4
+        else:
+            for j0 in range(0, P, 4):
+                s0, s1, s2, s3 = _dot1x4(af, a0, bf, boff + j0 * bcs, boff + min(j0 + 1, last) * bcs,
+                                         boff + min(j0 + 2, last) * bcs, boff + min(j0 + 3, last) * bcs, K)
+                n = min(4, P - j0)
+                C[i0, j0] = s0
+                if n > 1:
+                    C[i0, j0 + 1] = s1
+                if n > 2:
+                    C[i0, j0 + 2] = s2
+                if n > 3:
+                    C[i0, j0 + 3] = s3
+            i1 = i0 + 1
+        if act != NONE:
+            _bias_act_rows(C, b, act, i0, i1)
+        i0 = i1
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _gemm_serial(A, B, C, b, act, mc, kc, nc, threads):
     """C (M, P) = act(A (M, K) @ B (K, P) + b) on one thread (mc, kc, nc, threads ignored).
 
-    The unpacked direct kernel; a B without unit column stride (e.g. B = W.T in dx = dz @ W.T)
-    is first copied row-major (K*P elements: cheap at the sizes routed here).
+    By the layout of B (strides in elements):
+    - unit column stride (W, dz): the unpacked direct kernel, A read in place;
+    - unit row stride (a Fortran-ordered W; W.T of a C-ordered W): dot products of rows of A
+      with columns of B (:func:`_gemm_dot`, no copy of B) when there are few rows
+      (M <= DOT_MAX_ROWS: a copy of B would cost as much as the product) or the reductions
+      are long (K >= DOT_MIN_DEPTH); an A without unit column stride is copied row-major
+      first (M*K elements). Many rows of short reductions copy B instead;
+    - otherwise B is copied row-major (K*P elements), then the direct kernel.
     Returns 1 for unaligned strides (nothing done), else 0.
     """
     if _unaligned(A) or _unaligned(B) or _unaligned(b):
         return 1
-    if B.strides[1] == B.itemsize:
+    isz = A.itemsize
+    M, K = A.shape
+    if B.strides[1] == isz:
         _gemm_direct(A, B, C, b, act)
+    elif B.strides[0] == isz and (M <= DOT_MAX_ROWS or K >= DOT_MIN_DEPTH):
+        if A.strides[1] == isz:
+            _gemm_dot(A, B, C, b, act)
+        else:
+            _gemm_dot(_copy_rows(A), B, C, b, act)
     else:
         _gemm_direct(A, _copy_rows(B), C, b, act)
     return 0

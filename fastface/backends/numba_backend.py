@@ -15,9 +15,10 @@ Arrays arrive validated by :mod:`fastface.ops` (float32 or float64, one dtype, s
 checked, N >= 1) and may be strided. Each public function picks a private jitted core from
 a table by problem size and calls it with preallocated outputs:
 
-- *small* problems (``config.NUMBA_SERIAL_FLOPS`` multiply-adds or fewer) run serially on the
-  unpacked narrow micro-kernel: no threads, no packing, no allocation besides the results
-  (the backward adds dz (N, OUT) and a row-major copy of W.T for dx = dz @ W.T);
+- *small* problems (``config.NUMBA_SERIAL_FLOPS`` multiply-adds or fewer) run serially,
+  unpacked, no threads: a row-major B (W, dz) on the narrow micro-kernel; a column-major B
+  (a Fortran-ordered W as fastface.model stores it, or W.T in dx = dz @ W.T) as contiguous
+  dot products of rows of A with columns of B (no copy of B); the backward adds dz (N, OUT);
 - *large* ones pack panels and run ``prange`` over blocks of the output rows (see
   :mod:`._numba_gemm`). dx is parallel over rows of dx, dW over rows of dW (IN), db is summed
   in per-thread partials then reduced serially: no racy ``+=``.
