@@ -41,10 +41,15 @@ MR_NARROW, NV_NARROW = NARROW
 _mk_wide = make_microkernel(MR_WIDE, NV_WIDE)
 _mk_narrow = make_microkernel(MR_NARROW, NV_NARROW)
 _mk_tail = make_microkernel(TAIL_ROWS, NV_NARROW)
-# serial path, B with unit row stride: dot products when M <= DOT_MAX_ROWS or K >= DOT_MIN_DEPTH,
-# else a row-major copy of B (transposed in bands of COPY_ROWS rows) for the direct kernel
+# one-row bands (N = 1 inference) get their own kernel: NV_ROW independent accumulators instead
+# of TAIL_ROWS rows of which all but one are discarded
+NV_ROW = 8
+_mk_row = make_microkernel(1, NV_ROW)
+# serial path, B with unit row stride: dot products when M <= max(DOT_MAX_ROWS, K // DOT_DEPTH_PER_ROW)
+# (measured: the copy of B pays off only for many rows of short reductions), else a row-major
+# copy of B (transposed in bands of COPY_ROWS rows) for the direct kernel
 DOT_MAX_ROWS = 8
-DOT_MIN_DEPTH = 64
+DOT_DEPTH_PER_ROW = 4
 COPY_ROWS = 32
 
 
@@ -84,13 +89,17 @@ def _gemm_direct(A, B, C, b, act):
     P = B.shape[1]
     isz = A.itemsize
     NR = NV_NARROW * (VEC_BYTES // isz)
+    NR_ROW = NV_ROW * (VEC_BYTES // isz)
     a_rs = A.strides[0] // isz
     a_cs = A.strides[1] // isz
     b_rs = B.strides[0] // isz
     c_rs = C.strides[0] // isz
     for i0 in range(0, M, MR_NARROW):
         m = min(MR_NARROW, M - i0)
-        if m <= TAIL_ROWS < MR_NARROW:  # last band: the shorter kernel wastes fewer rows
+        if m == 1:  # a single row (N = 1): NV_ROW vectors wide, nothing computed twice
+            for j0 in range(0, P, NR_ROW):
+                _mk_row(K, A, i0 * a_rs, a_rs, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, 1, min(NR_ROW, P - j0), False)
+        elif m <= TAIL_ROWS < MR_NARROW:  # last band: the shorter kernel wastes fewer rows
             for j0 in range(0, P, NR):
                 _mk_tail(K, A, i0 * a_rs, a_rs, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
         else:
@@ -383,8 +392,8 @@ def _gemm_serial(A, B, C, b, act, mc, kc, nc, threads):
     - unit row stride (a Fortran-ordered W; W.T of a C-ordered W): dot products of rows of A
       with columns of B (:func:`_gemm_dot`, no copy of B) when there are few rows
       (M <= DOT_MAX_ROWS: a copy of B would cost as much as the product) or the reductions
-      are long (K >= DOT_MIN_DEPTH); an A without unit column stride is copied row-major
-      first (M*K elements). Many rows of short reductions copy B instead;
+      are long (M <= K // DOT_DEPTH_PER_ROW); an A without unit column stride is copied
+      row-major first (M*K elements). Many rows of short reductions copy B instead;
     - otherwise B is copied row-major (K*P elements), then the direct kernel.
     Returns 1 for unaligned strides (nothing done), else 0.
     """
@@ -394,7 +403,7 @@ def _gemm_serial(A, B, C, b, act, mc, kc, nc, threads):
     M, K = A.shape
     if B.strides[1] == isz:
         _gemm_direct(A, B, C, b, act)
-    elif B.strides[0] == isz and (M <= DOT_MAX_ROWS or K >= DOT_MIN_DEPTH):
+    elif B.strides[0] == isz and M <= max(DOT_MAX_ROWS, K // DOT_DEPTH_PER_ROW):
         if A.strides[1] == isz:
             _gemm_dot(A, B, C, b, act)
         else:
