@@ -65,8 +65,9 @@ def run_demo(out_dir="fastface-demo", data=None, seed=0, log=print):
     # 3. Olivetti when its file is found
     try:
         oli = faces.load_olivetti(data)
-    except FileNotFoundError as exc:
-        log(f"[3] Olivetti skipped: {str(exc).split('.')[0]} (pass --data DIR or set $FASTFACE_DATA)")
+    except FileNotFoundError:
+        log("[3] Olivetti skipped: olivetti_faces.npz not found (pass --data DIR or set $FASTFACE_DATA; "
+            "or run sklearn.datasets.fetch_olivetti_faces() once online)")
     else:
         tr, te = split_per_person(oli.target, 0.5, seed)
         oid = faces.Identifier(shifts=1, epochs=40, seed=seed).fit(oli.images[tr], oli.target[tr], names=oli.names)
