@@ -127,6 +127,14 @@ def device_functions(dtype_name: str):
     return activations, derivatives
 
 
+@cuda.jit(device=True)
+def _element_or_zero(X, i, j, zero):
+    """X[i, j] of a 2-D array, or `zero` past its edges (the zero fill of edge tiles)."""
+    if i < X.shape[0] and j < X.shape[1]:
+        return X[i, j]
+    return zero
+
+
 # --- tiled matmul with fused bias + activation epilogue --------------------------------------
 @lru_cache(maxsize=None)
 def matmul(tile: int, dtype_name: str, trans_a: bool, trans_b: bool, activation: str, has_bias: bool):
@@ -167,33 +175,13 @@ def matmul(tile: int, dtype_name: str, trans_a: bool, trans_b: bool, activation:
                     k0 = t * T
                     # A tile: memory-contiguous axis of A follows tx.
                     if trans_a:  # A (K, M): element (k, i) = A[k0 + ty, row0 + tx]
-                        gk = k0 + ty
-                        gi = row0 + tx
-                        v = zero
-                        if gk < K and gi < M:
-                            v = A[gk, gi]
-                        sA[tx, ty] = v
+                        sA[tx, ty] = _element_or_zero(A, k0 + ty, row0 + tx, zero)
                     else:  # A (M, K): element (i, k) = A[row0 + ty, k0 + tx]
-                        gi = row0 + ty
-                        gk = k0 + tx
-                        v = zero
-                        if gi < M and gk < K:
-                            v = A[gi, gk]
-                        sA[ty, tx] = v
+                        sA[ty, tx] = _element_or_zero(A, row0 + ty, k0 + tx, zero)
                     if trans_b:  # B (P, K): element (k, j) = B[col0 + ty, k0 + tx]
-                        gj = col0 + ty
-                        gk = k0 + tx
-                        v = zero
-                        if gj < P and gk < K:
-                            v = B[gj, gk]
-                        sB[tx, ty] = v
+                        sB[tx, ty] = _element_or_zero(B, col0 + ty, k0 + tx, zero)
                     else:  # B (K, P): element (k, j) = B[k0 + ty, col0 + tx]
-                        gk = k0 + ty
-                        gj = col0 + tx
-                        v = zero
-                        if gk < K and gj < P:
-                            v = B[gk, gj]
-                        sB[ty, tx] = v
+                        sB[ty, tx] = _element_or_zero(B, k0 + ty, col0 + tx, zero)
                     cuda.syncthreads()
                     for k in range(T):
                         acc += sA[ty, k] * sB[k, tx]
@@ -251,33 +239,13 @@ def matmul_rb(tile: int, reg: int, dtype_name: str, trans_a: bool, trans_b: bool
                 for k0 in range(0, K, T):
                     for r in range(Rg):
                         if trans_a:  # A (K, M): tx runs along M
-                            gk = k0 + ty
-                            gi = row0 + tx + T * r
-                            v = zero
-                            if gk < K and gi < M:
-                                v = A[gk, gi]
-                            sA[tx + T * r, ty] = v
+                            sA[tx + T * r, ty] = _element_or_zero(A, k0 + ty, row0 + tx + T * r, zero)
                         else:  # A (M, K): tx runs along K
-                            gi = row0 + ty + T * r
-                            gk = k0 + tx
-                            v = zero
-                            if gi < M and gk < K:
-                                v = A[gi, gk]
-                            sA[ty + T * r, tx] = v
+                            sA[ty + T * r, tx] = _element_or_zero(A, row0 + ty + T * r, k0 + tx, zero)
                         if trans_b:  # B (P, K): tx runs along K
-                            gj = col0 + ty + T * r
-                            gk = k0 + tx
-                            v = zero
-                            if gj < P and gk < K:
-                                v = B[gj, gk]
-                            sB[tx, ty + T * r] = v
+                            sB[tx, ty + T * r] = _element_or_zero(B, col0 + ty + T * r, k0 + tx, zero)
                         else:  # B (K, P): tx runs along P
-                            gk = k0 + ty
-                            gj = col0 + tx + T * r
-                            v = zero
-                            if gk < K and gj < P:
-                                v = B[gk, gj]
-                            sB[ty, tx + T * r] = v
+                            sB[ty, tx + T * r] = _element_or_zero(B, k0 + ty, col0 + tx + T * r, zero)
                     cuda.syncthreads()
                     for kk in range(T):
                         for r in range(Rg):
