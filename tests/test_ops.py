@@ -359,18 +359,24 @@ def check_forward(backend, dtype, activation, x, W, b):
                  shape=(x.shape, W.shape))
 
 
+def draw_layer(data, backend, dtype, activation, w_scale):
+    """x (N, IN) and W (IN, OUT) of shapes drawn for `backend`, W entries ~ w_scale / sqrt(IN)."""
+    n = data.draw(dims(backend, _limits(backend, activation == "softmax")[1]), label="N")
+    n_in, n_out = (data.draw(dims(backend), label=s) for s in ("IN", "OUT"))
+    x = data.draw(arrays((n, n_in), dtype), label="x")
+    W = data.draw(arrays((n_in, n_out), dtype, w_scale / math.sqrt(n_in)), label="W")
+    return x, W
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_dense_forward_matches_reference(backend, dtype, activation):
     @_settings_for(backend)
     @given(data=st.data())
     def run(data):
-        n = data.draw(dims(backend, _limits(backend, activation == "softmax")[1]), label="N")
-        n_in, n_out = (data.draw(dims(backend), label=s) for s in ("IN", "OUT"))
-        x = data.draw(arrays((n, n_in), dtype), label="x")
         scale = data.draw(st.sampled_from([0.1, 1.0, 5.0]), label="w_scale")
-        W = data.draw(arrays((n_in, n_out), dtype, scale / math.sqrt(n_in)), label="W")
-        b = data.draw(arrays((n_out,), dtype), label="b")
+        x, W = draw_layer(data, backend, dtype, activation, scale)
+        b = data.draw(arrays((W.shape[1],), dtype), label="b")
         check_forward(backend, dtype, activation, x, W, b)
 
     run()
@@ -425,10 +431,8 @@ def test_dense_backward_matches_reference(backend, dtype, activation):
     @_settings_for(backend)
     @given(data=st.data())
     def run(data):
-        n = data.draw(dims(backend, _limits(backend, activation == "softmax")[1]), label="N")
-        n_in, n_out = (data.draw(dims(backend), label=s) for s in ("IN", "OUT"))
-        x = data.draw(arrays((n, n_in), dtype), label="x")
-        W = data.draw(arrays((n_in, n_out), dtype, 1 / math.sqrt(n_in)), label="W")
+        x, W = draw_layer(data, backend, dtype, activation, 1.0)
+        n, n_out = x.shape[0], W.shape[1]
         seed = data.draw(st.integers(0, 2**32 - 1), label="a_seed")
         a_values = _forward_output(x, W, activation, dtype, np.random.default_rng(seed))
         a = layout_2d(a_values, data.draw(st.sampled_from(list(LAYOUTS_2D)), label="a_layout"))
