@@ -96,25 +96,13 @@ def _parse(argv=None):
 
 ARGS = _parse() if __name__ == "__main__" else None
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fastface._device import has_nvidia_gpu  # noqa: E402  (imports no numba)
 
-def _has_gpu() -> bool:
-    import shutil
-    import subprocess
-
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return False
-    try:
-        return subprocess.run([exe, "-L"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-_NO_GPU = ARGS is not None and "NUMBA_ENABLE_CUDASIM" not in os.environ and not _has_gpu()
+_NO_GPU = ARGS is not None and "NUMBA_ENABLE_CUDASIM" not in os.environ and not has_nvidia_gpu()
 if ARGS is not None and ARGS.ptx is None and (ARGS.sim or _NO_GPU):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # must happen before numba is imported
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from numba import cuda  # noqa: E402
 

@@ -10,22 +10,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
+from fastface._device import has_nvidia_gpu  # imports no numba
 
-def _has_gpu() -> bool:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return False
-    try:
-        return subprocess.run([exe, "-L"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _has_gpu():
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not has_nvidia_gpu():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 import numpy as np  # noqa: E402
