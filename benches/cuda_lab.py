@@ -50,6 +50,7 @@ import argparse
 import os
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -122,100 +123,87 @@ def _grid(n: int, per: int) -> int:
 
 
 # --- lab-only kernels -------------------------------------------------------------------------
-_cache: dict = {}
-
-
+@lru_cache(maxsize=None)
 def matmul_v1(nb_name):
     """One thread per output of C (M, P); K loop over global memory."""
-    key = ("v1", nb_name)
-    if key not in _cache:
-        zero = np.dtype(nb_name).type(0)
+    zero = np.dtype(nb_name).type(0)
 
-        @cuda.jit(fastmath=FM)
-        def kernel(A, B, C):
-            M, P = C.shape
-            Kd = A.shape[1]
-            i0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-            j0 = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-            for i in range(i0, M, cuda.gridDim.y * cuda.blockDim.y):
-                for j in range(j0, P, cuda.gridDim.x * cuda.blockDim.x):
-                    acc = zero
-                    for k in range(Kd):
-                        acc += A[i, k] * B[k, j]
-                    C[i, j] = acc
+    @cuda.jit(fastmath=FM)
+    def kernel(A, B, C):
+        M, P = C.shape
+        Kd = A.shape[1]
+        i0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+        j0 = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        for i in range(i0, M, cuda.gridDim.y * cuda.blockDim.y):
+            for j in range(j0, P, cuda.gridDim.x * cuda.blockDim.x):
+                acc = zero
+                for k in range(Kd):
+                    acc += A[i, k] * B[k, j]
+                C[i, j] = acc
 
-        _cache[key] = kernel
-    return _cache[key]
+    return kernel
 
 
+@lru_cache(maxsize=None)
 def bias_act_v1(nb_name):
     """a (N, OUT) = act(a + b) in place, one thread per element (the unfused epilogue)."""
-    key = ("bias_act", nb_name)
-    if key not in _cache:
-        act = K.device_functions(nb_name)[0][ACTIVATION]
+    act = K.device_functions(nb_name)[0][ACTIVATION]
 
-        @cuda.jit(fastmath=FM)
-        def kernel(a, b):
-            N, P = a.shape
-            for idx in range(cuda.grid(1), N * P, cuda.gridsize(1)):
-                r = idx // P
-                c = idx - r * P
-                a[r, c] = act(a[r, c] + b[c])
+    @cuda.jit(fastmath=FM)
+    def kernel(a, b):
+        N, P = a.shape
+        for idx in range(cuda.grid(1), N * P, cuda.gridsize(1)):
+            r = idx // P
+            c = idx - r * P
+            a[r, c] = act(a[r, c] + b[c])
 
-        _cache[key] = kernel
-    return _cache[key]
+    return kernel
 
 
+@lru_cache(maxsize=None)
 def dz_v1(nb_name):
     """dz (N, OUT) = act'(a) * da, one thread per element."""
-    key = ("dz", nb_name)
-    if key not in _cache:
-        deriv = K.device_functions(nb_name)[1][ACTIVATION]
+    deriv = K.device_functions(nb_name)[1][ACTIVATION]
 
-        @cuda.jit(fastmath=FM)
-        def kernel(a, da, dz):
-            N, P = a.shape
-            for idx in range(cuda.grid(1), N * P, cuda.gridsize(1)):
-                r = idx // P
-                c = idx - r * P
-                dz[r, c] = deriv(a[r, c], da[r, c])
+    @cuda.jit(fastmath=FM)
+    def kernel(a, da, dz):
+        N, P = a.shape
+        for idx in range(cuda.grid(1), N * P, cuda.gridsize(1)):
+            r = idx // P
+            c = idx - r * P
+            dz[r, c] = deriv(a[r, c], da[r, c])
 
-        _cache[key] = kernel
-    return _cache[key]
+    return kernel
 
 
+@lru_cache(maxsize=None)
 def transpose_v1(nb_name):
     """out (P, M) = inp (M, P).T, one thread per element."""
-    key = ("transpose", nb_name)
-    if key not in _cache:
 
-        @cuda.jit(fastmath=FM)
-        def kernel(inp, out):
-            M, P = inp.shape
-            for idx in range(cuda.grid(1), M * P, cuda.gridsize(1)):
-                r = idx // P
-                c = idx - r * P
-                out[c, r] = inp[r, c]
+    @cuda.jit(fastmath=FM)
+    def kernel(inp, out):
+        M, P = inp.shape
+        for idx in range(cuda.grid(1), M * P, cuda.gridsize(1)):
+            r = idx // P
+            c = idx - r * P
+            out[c, r] = inp[r, c]
 
-        _cache[key] = kernel
-    return _cache[key]
+    return kernel
 
 
+@lru_cache(maxsize=None)
 def colsum_atomic_v1(nb_name):
     """db (OUT,) += dz[n, j] by atomicAdd, one thread per element (db zeroed first)."""
-    key = ("colsum_atomic", nb_name)
-    if key not in _cache:
 
-        @cuda.jit(fastmath=FM)
-        def kernel(dz, db):
-            N, P = dz.shape
-            for idx in range(cuda.grid(1), N * P, cuda.gridsize(1)):
-                r = idx // P
-                c = idx - r * P
-                cuda.atomic.add(db, c, dz[r, c])
+    @cuda.jit(fastmath=FM)
+    def kernel(dz, db):
+        N, P = dz.shape
+        for idx in range(cuda.grid(1), N * P, cuda.gridsize(1)):
+            r = idx // P
+            c = idx - r * P
+            cuda.atomic.add(db, c, dz[r, c])
 
-        _cache[key] = kernel
-    return _cache[key]
+    return kernel
 
 
 # --- versions: each is run(T, device inputs, device outputs) ----------------------------------
