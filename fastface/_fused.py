@@ -430,16 +430,32 @@ def all_finite(v):
 # Each rule works on views of one parameter block (W or b of one layer) and reads its
 # constants from `hyper`, an array of the parameters' dtype, so float32 models update in float32
 # (as PyTorch does). A weight whose new value is not finite keeps its old value.
+# SGD takes two passes: the first only checks that every new value is finite (a sum of new * 0 is 0, or
+# NaN as soon as one term is inf or NaN: a plain vectorised float reduction); when they all are
+# (always, short of divergence) the second stores every new value unconditionally. A single pass with the
+# keep-the-old-value select compiles to masked stores (vmaskmovps), which are slow on AMD
+# cores: 7.0 us instead of 2.8 for the course net's 10416 weights (Zen 3, float32). Momentum
+# and Adam store their state unconditionally anyway and measured faster in one pass.
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
+def _sgd_new(old, gi, lr, decay):
+    return old - lr * (gi + decay * old)
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _sgd(p, g, lr, decay):
-    ok = True
+    zero = lr * 0
+    s = zero
     for i in range(p.shape[0]):
-        old = p[i]
-        new = old - lr * (g[i] + decay * old)
-        good = _finite(new)
-        ok &= good
-        p[i] = new if good else old
-    return ok
+        s += _sgd_new(p[i], g[i], lr, decay) * zero
+    if s == zero:
+        for i in range(p.shape[0]):
+            p[i] = _sgd_new(p[i], g[i], lr, decay)
+        return True
+    for i in range(p.shape[0]):
+        new = _sgd_new(p[i], g[i], lr, decay)
+        if _finite(new):
+            p[i] = new
+    return False
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
