@@ -17,7 +17,8 @@ Why an intrinsic: Numba's auto-vectoriser follows LLVM's "prefer 256-bit" tuning
 machines and cannot keep an MR x NR accumulator block in registers when NR is a runtime loop.
 Here the accumulators are MR*NV SSA vector values (``<L x float>`` phis) updated with
 ``llvm.fma`` in a loop over k, so LLVM allocates them to registers: the shape of a BLIS
-micro-kernel (NV vector loads of B and MR broadcasts of A feed MR*NV FMAs per k). Edges use
+micro-kernel (NV vector loads of B and MR broadcasts of A feed MR*NV FMAs per k). Full tiles
+(n == NR) use plain vector loads and stores; edge tiles use
 ``llvm.masked.load``/``llvm.masked.store`` on the columns (no read or write past column n) and
 clamp the row index of A to the last valid row (rows >= m are computed from valid memory and
 never stored). NaN and inf propagate exactly as in a plain loop: nothing is skipped.
@@ -131,12 +132,15 @@ def make_microkernel(MR: int, NV: int):
                 v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(i32, 0))
                 return builder.shuffle_vector(v, v, splat0)
 
-            # column masks: lane j of vector v is live when v*L + j < n
-            IV = ir.VectorType(I, L)
+            # column masks: lane j of vector v is live when v*L + j < n (integers of the element's
+            # width, so the compare result is the mask register itself); used on edge tiles only
+            IV = ir.VectorType(ir.IntType(isz * 8), L)
+            n_w = builder.trunc(n, IV.element) if isz == 4 else n
             masks = []
             for v in range(NV):
-                lane_ids = ir.Constant(IV, [ir.Constant(I, v * L + j) for j in range(L)])
-                masks.append(builder.icmp_signed("<", lane_ids, splat(n, IV)))
+                lane_ids = ir.Constant(IV, [ir.Constant(IV.element, v * L + j) for j in range(L)])
+                masks.append(builder.icmp_signed("<", lane_ids, splat(n_w, IV)))
+            full = builder.icmp_signed(">=", n, ir.Constant(I, NV * L))
             # row pointers of A, rows >= m clamped to row m - 1 (always valid memory)
             last = builder.sub(m, ir.Constant(I, 1))
             arows = []
@@ -158,35 +162,51 @@ def make_microkernel(MR: int, NV: int):
                     ptr = builder.gep(crow, [ir.Constant(I, v * L)])
                     builder.call(pf, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
 
-            entry = builder.basic_block
-            loop = builder.append_basic_block("mk.loop")
-            done = builder.append_basic_block("mk.done")
-            builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(I, 0)), loop, done)
+            def vload(ptr, v, masked):
+                if masked:
+                    return builder.call(mload, [ptr, align, masks[v], zero])
+                return builder.load(builder.bitcast(ptr, V.as_pointer()), align=isz)
 
-            builder.position_at_end(loop)
-            k = builder.phi(I)
-            k.add_incoming(ir.Constant(I, 0), entry)
-            acc = [[builder.phi(V) for _ in range(NV)] for _ in range(MR)]
-            for row in acc:
-                for p in row:
-                    p.add_incoming(zero, entry)
-            brow = builder.gep(bbase, [builder.mul(k, b_rs)])
-            bvec = [
-                builder.call(mload, [builder.gep(brow, [ir.Constant(I, v * L)]), align, masks[v], zero])
-                for v in range(NV)
-            ]
-            kcs = builder.mul(k, a_cs)
-            new = []
-            for i in range(MR):
-                av = splat(builder.load(builder.gep(arows[i], [kcs])), V)
-                new.append([builder.call(vfma, [av, bvec[v], acc[i][v]]) for v in range(NV)])
-            k1 = builder.add(k, ir.Constant(I, 1))
-            tail = builder.basic_block
-            k.add_incoming(k1, tail)
-            for i in range(MR):
-                for v in range(NV):
-                    acc[i][v].add_incoming(new[i][v], tail)
-            builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
+            def vstore(val, ptr, v, masked):
+                if masked:
+                    builder.call(mstore, [val, ptr, align, masks[v]])
+                else:
+                    builder.store(val, builder.bitcast(ptr, V.as_pointer()), align=isz)
+
+            # two copies of the k loop: full tiles load B with plain vector loads (a masked
+            # load is 2 uops and pins the mask registers), edge tiles with masked loads
+            entry = builder.basic_block
+            pick = builder.append_basic_block("mk.pick")
+            done = builder.append_basic_block("mk.done")
+            builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(I, 0)), pick, done)
+            builder.position_at_end(pick)
+            loop_full = builder.append_basic_block("mk.loop.full")
+            loop_edge = builder.append_basic_block("mk.loop.edge")
+            builder.cbranch(full, loop_full, loop_edge)
+            exits = []
+            for blk, masked in ((loop_full, False), (loop_edge, True)):
+                builder.position_at_end(blk)
+                k = builder.phi(I)
+                k.add_incoming(ir.Constant(I, 0), pick)
+                acc = [[builder.phi(V) for _ in range(NV)] for _ in range(MR)]
+                for row in acc:
+                    for p in row:
+                        p.add_incoming(zero, pick)
+                brow = builder.gep(bbase, [builder.mul(k, b_rs)])
+                bvec = [vload(builder.gep(brow, [ir.Constant(I, v * L)]), v, masked) for v in range(NV)]
+                kcs = builder.mul(k, a_cs)
+                new = []
+                for i in range(MR):
+                    av = splat(builder.load(builder.gep(arows[i], [kcs])), V)
+                    new.append([builder.call(vfma, [av, bvec[v], acc[i][v]]) for v in range(NV)])
+                k1 = builder.add(k, ir.Constant(I, 1))
+                tail = builder.basic_block
+                k.add_incoming(k1, tail)
+                for i in range(MR):
+                    for v in range(NV):
+                        acc[i][v].add_incoming(new[i][v], tail)
+                builder.cbranch(builder.icmp_signed("<", k1, kc), blk, done)
+                exits.append((tail, new))
 
             builder.position_at_end(done)
             fin = []  # every phi first: they must open the block
@@ -195,21 +215,25 @@ def make_microkernel(MR: int, NV: int):
                 for v in range(NV):
                     p = builder.phi(V)
                     p.add_incoming(zero, entry)
-                    p.add_incoming(new[i][v], tail)
+                    for tail, new in exits:
+                        p.add_incoming(new[i][v], tail)
                     row.append(p)
                 fin.append(row)
             for i in range(MR):
                 with builder.if_then(builder.icmp_signed("<", ir.Constant(I, i), m)):
                     crow = builder.gep(cbase, [builder.mul(ir.Constant(I, i), c_rs)])
                     ptrs = [builder.gep(crow, [ir.Constant(I, v * L)]) for v in range(NV)]
-                    with builder.if_else(acc_flag) as (then, otherwise):
-                        with then:
-                            for v in range(NV):
-                                old = builder.call(mload, [ptrs[v], align, masks[v], zero])
-                                builder.call(mstore, [builder.fadd(old, fin[i][v]), ptrs[v], align, masks[v]])
-                        with otherwise:
-                            for v in range(NV):
-                                builder.call(mstore, [fin[i][v], ptrs[v], align, masks[v]])
+                    with builder.if_else(full) as (whole, edge):
+                        for branch, masked in ((whole, False), (edge, True)):
+                            with branch:
+                                with builder.if_else(acc_flag) as (then, otherwise):
+                                    with then:
+                                        for v in range(NV):
+                                            old = vload(ptrs[v], v, masked)
+                                            vstore(builder.fadd(old, fin[i][v]), ptrs[v], v, masked)
+                                    with otherwise:
+                                        for v in range(NV):
+                                            vstore(fin[i][v], ptrs[v], v, masked)
             return context.get_dummy_value()
 
         return sig, codegen
