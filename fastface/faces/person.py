@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._base import FaceModel, platt_fit, sigmoid
+from ._base import FaceModel, _rebuild, platt_fit, sigmoid
 
 __all__ = ["PersonClassifier"]
 
@@ -29,14 +29,18 @@ class PersonClassifier(FaceModel):
     handled by class weights that give both classes equal total weight. calibration:
     'platt' (P = sigmoid(a z + b), default) or 'temperature' (P = sigmoid(z / T)), fitted on
     out-of-fold scores of `cv` folds (stratified), after which the final network is trained
-    on all the photos; None skips it. See FaceModel for the training options.
+    on all the photos; None skips it. ensemble=True keeps the `cv` fold networks and scores a
+    photo by the mean output logit of them and the final network (as scikit-learn's
+    CalibratedClassifierCV(ensemble=True) keeps its folds); test_mirror=True also averages
+    over the photo's mirror image. Both are saved with the model. `fastface.explain` explains
+    the final network (`.model`). See FaceModel for the training options.
     """
 
     kind = "person"
 
     def __init__(self, person, hidden=(25, 15), *, activation="sigmoid", calibration="platt", cv=3,
-                 threshold=0.5, normalize=True, whiten=100, illumination=False, shifts=1, mirror=True, epochs=30,
-                 batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
+                 ensemble=True, test_mirror=True, threshold=0.5, normalize=True, whiten=100,
+                 illumination=False, shifts=1, mirror=True, epochs=30, batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
         super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
                          illumination=illumination,
                          shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,
@@ -51,20 +55,33 @@ class PersonClassifier(FaceModel):
         self.person = person if isinstance(person, str) else int(person)
         self.calibration = calibration
         self.cv = int(cv)
+        self.ensemble = bool(ensemble)
+        self.test_mirror = bool(test_mirror)
+        self.folds_ = []  # the cv fold networks (kept when ensemble=True)
         self.threshold = _threshold(threshold)
         self.label = None
         self.calib = (1.0, 0.0)
 
     def get_params(self) -> dict:
         return {**super().get_params(), "person": self.person, "calibration": self.calibration,
-                "cv": self.cv, "threshold": self.threshold}
+                "cv": self.cv, "ensemble": self.ensemble, "test_mirror": self.test_mirror,
+                "threshold": self.threshold}
 
     def _state(self):
-        return {"label": self.label, "calib": list(self.calib)}
+        return {"label": self.label, "calib": list(self.calib), "folds": len(self.folds_)}
+
+    def _state_arrays(self):
+        # the fold networks, Keras weight order: fold{k}_{j} = get_weights()[j]
+        return {f"fold{k}_{j}": w for k, net in enumerate(self.folds_) for j, w in enumerate(net.get_weights())}
 
     def _set_state(self, state, arrays):
         self.label = int(state["label"])
         self.calib = tuple(float(v) for v in state["calib"])
+        layers = [(layer.units, layer.activation) for layer in self.model.layers]
+        self.folds_ = [
+            _rebuild(layers, self.model.input_dim, [arrays[f"fold{k}_{j}"] for j in range(2 * len(layers))])
+            for k in range(int(state.get("folds", 0)))  # files written before the ensemble have none
+        ]
 
     def _resolve(self, target, names):
         if isinstance(self.person, str):
@@ -95,10 +112,13 @@ class PersonClassifier(FaceModel):
         if self.calibration is not None:
             folds = _stratified_folds(y, min(self.cv, int(y.sum())), self.seed)
             z = np.empty(len(y))
+            nets = []
             for k, test in enumerate(folds):
                 train = np.setdiff1d(np.arange(len(y)), test)
                 net = self._train(x[train], y[train], 1, "sigmoid", class_weight=weights, seed_offset=k + 1)
-                z[test] = self._logits(self.frontend.transform(x[test]), net)[:, 0]
+                z[test] = self._score(x[test], [net])
+                nets.append(net)
+            self.folds_ = nets if self.ensemble else []
             if self.calibration == "platt":
                 # hard 0/1 targets: Platt's smoothed targets would cap P(person) at 6/7 with 5 photos
                 self.calib = platt_fit(z, y, smooth=False, ridge=1e-3)
@@ -118,9 +138,16 @@ class PersonClassifier(FaceModel):
         self.n_classes_ = n_classes
         return self
 
+    def _score(self, x, nets):
+        """Mean output logit (N,) of `nets` on photos x (N, H, W) float (and their mirror images)."""
+        views = [x, x[:, :, ::-1]] if self.test_mirror else [x]
+        feats = [self.frontend.transform(v) for v in views]
+        return np.mean([self._logits(f, net)[:, 0] for f in feats for net in nets], axis=0)
+
     def decision_function(self, images):
         """Raw score z (N,) of the output unit before the sigmoid (higher = more like the person)."""
-        return self._logits(self._features(images, "decision_function", single=True))[:, 0]
+        self._need_fit("decision_function")
+        return self._score(self._images(images, "decision_function", single=True), [self.model] + list(self.folds_))
 
     def predict_proba(self, images):
         """Calibrated P(photo shows the person), (N,)."""
