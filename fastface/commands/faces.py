@@ -129,9 +129,9 @@ def _fmt(figures):
     parts = []
     for k, v in figures.items():
         if isinstance(v, float):
-            parts.append(f"{k} {v:.4f}")
+            parts.append(f"{k}: {v:.4f}")
         elif v is not None:
-            parts.append(f"{k} {v}")
+            parts.append(f"{k}: {v}")
     return ", ".join(parts)
 
 
