@@ -233,5 +233,5 @@ def test_cli_person_on_lfw(tmp_path, capsys):
                  "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "auc" in text
-    auc = float(text.split("auc ")[1].split(",")[0])
+    auc = float(text.split("auc: ")[1].split(",")[0])
     assert auc >= 0.9
