@@ -27,15 +27,15 @@ or through pytest-benchmark::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _machine import best_of, print_blas  # noqa: E402
 
 SIZES = (400, 25, 15, 1)
 N, BATCH, LR = 1000, 32, 0.5
@@ -99,15 +99,6 @@ def check_torch_same_weights(ref, ours):
     if worst > 1e-3:
         raise AssertionError(f"fastface.torch and nn.Linear nets diverged: max |dW| = {worst:.2e}")
     return worst
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
 
 
 def bench_torch(epochs=20, repeats=5):
@@ -243,6 +234,7 @@ def main(argv=None):
     print(f"course net {'-'.join(map(str, SIZES))} sigmoid, BCE, SGD lr {LR}, batch {BATCH}, "
           f"n={N}, float32, CPU; {args.epochs} epochs x {args.repeats} runs; BLAS threads "
           f"{args.blas_threads if args.blas_threads is not None else 'as installed'}")
+    print_blas()
     if args.only in (None, "torch"):
         try:
             import torch

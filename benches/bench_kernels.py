@@ -38,6 +38,7 @@ try:
 except ImportError:  # run as a script from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _machine import print_blas
 from fastface.backends import available_backends
 from fastface.commands.bench import (
     KERNELS,
@@ -108,16 +109,6 @@ def test_kernel(benchmark, kernel, size, dtype, who):
 
 
 # --- summary script ---------------------------------------------------------------------------
-def _blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    pools = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-             for p in threadpool_info() if p.get("user_api") == "blas"]
-    return ", ".join(pools) or "no BLAS pool found"
-
-
 def _time_pair(who, size, dtype, repeat):
     """Seconds per (dense_forward, dense_backward) call of `who` at `size`, results checked."""
     rows = [bench_one(k, size, dtype, who, repeat=repeat, min_time=0.05)
@@ -199,7 +190,8 @@ def main(argv=None) -> int:
     sizes32 = SIZES_F32[:2] if args.quick else SIZES_F32
     sizes64 = SIZES_F64[:1] if args.quick else SIZES_F64
     print(f"# fastface kernel benchmarks on {platform.machine()} / {os.cpu_count()} CPUs, "
-          f"NumPy {np.__version__} with {_blas_info()}")
+          f"NumPy {np.__version__}")
+    print_blas()
     print(f"# rows: {', '.join(contenders())}; ratio = throughput / numpy-blas; best of {repeat}")
     if args.threads is not None:
         print(f"# table on {args.threads} thread(s) for BLAS, Numba and PyTorch")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import fastface as ff
+from _machine import print_blas
 import fastface.explain as fx
 
 SIZES = (4096, 128, 40)
@@ -188,6 +189,7 @@ def main(argv=None) -> int:
     model, x = make_model(), face()
     print(f"saliency of every unit, one 64x64 face, net {'-'.join(map(str, SIZES))} "
           f"({'/'.join(ACTIVATIONS)}), float32; {torch_note}; backends {ff.available_backends()}")
+    print_blas()
     for layer in (1, 2):
         units = SIZES[layer]
         want = reference(model, x, layer)

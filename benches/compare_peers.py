@@ -35,6 +35,7 @@ import warnings
 
 import numpy as np
 
+import _machine
 import fastface as ff
 
 # k: epochs per timed run (each contender's time is per epoch: run time / k)
@@ -53,12 +54,8 @@ def make_data(cfg, seed=0):
 
 
 def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Fastest wall-clock seconds of `repeats` calls of fn()."""
+    return _machine.best_of(fn, repeats)[0]
 
 
 # --- contenders: each setup returns (epoch, note, obj); epoch() trains one epoch --------------
@@ -213,6 +210,7 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.quick else 7)
     print(f"fastface {ff.__version__} | numpy {np.__version__} | {platform.processor() or platform.machine()} | "
           f"backends {ff.available_backends()} | best of {repeats} repeats, wall clock")
+    _machine.print_blas()
 
     peers = {}
     try:
