@@ -94,6 +94,20 @@ def test_identifier(ident, oli, tmp_path):
     path = model.save(tmp_path / "ident.npz")
     back = faces.load(path)
     np.testing.assert_allclose(back.predict_proba(X[te]), P, rtol=1e-5, atol=1e-6)
+    assert back.whiten_reg == model.whiten_reg == 0.1 and back.frontend.reg == 0.1  # the Identifier default
+
+
+def test_whiten_reg_shrinks_the_whitening(oli):
+    X, y = oli
+    with pytest.raises(ValueError, match="whiten_reg must be a number >= 0"):
+        faces.Identifier(whiten_reg=-0.1)
+    pure = faces.Identifier(whiten_reg=0.0, **FAST)
+    shrunk = faces.Identifier(whiten_reg=1.0, **FAST)
+    for m in (pure, shrunk):
+        m._fit_frontend(X[:100].astype(np.float32) / 255)
+    a, b = pure.frontend.pca.scale, shrunk.frontend.pca.scale
+    assert np.all(b < a) and b[-1] / b[0] < a[-1] / a[0]  # faint components amplified less
+    assert pure.get_params()["whiten_reg"] == 0.0 and shrunk.get_params()["whiten_reg"] == 1.0
 
 
 def test_identifier_unknown_and_enroll(oli):
@@ -130,6 +144,7 @@ def test_verifier_open_set(oli, tmp_path):
     assert ver.tuning["people"] == 4 and 0 < ver.tuning["eer"] < 0.5
     unseen = y >= 30
     E = ver.embed(X[unseen])
+    assert ver.embedding == "both" and E.shape == (100, 64 + 40)  # hidden units + whitening components
     np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1, rtol=1e-6)
     i, j, same = all_pairs(y[unseen])
     s = ver.similarity(X[unseen][i], X[unseen][j])
@@ -147,7 +162,7 @@ def test_verifier_open_set(oli, tmp_path):
         ver.verify(X[:3], X[1])
     back = faces.load(ver.save(tmp_path / "ver.npz"))
     np.testing.assert_allclose(back.similarity(X[:5], X[5:10]), ver.similarity(X[:5], X[5:10]), rtol=1e-5, atol=1e-6)
-    assert back.threshold == ver.threshold
+    assert back.threshold == ver.threshold and back.embedding == "both"
 
 
 def test_verifier_frontend_embedding_and_adapt(oli):

@@ -94,7 +94,9 @@ class FaceModel:
     Training options common to all three (constructor keywords):
       normalize (bool): per-image zero mean / unit std;  illumination (bool): Tan-Triggs
       lighting normalisation first (gamma, difference of Gaussians, contrast equalisation);  whiten (int): PCA whitening
-      components (0 = raw pixels);  shifts (int) and mirror (bool): training augmentation;
+      components (0 = raw pixels);  whiten_reg (float >= 0): shrinkage of the whitening, each
+      component divided by sqrt(variance + whiten_reg * mean variance) (0 = pure whitening);
+      shifts (int) and mirror (bool): training augmentation;
       epochs, batch_size, learning_rate, weight_decay (L2 on weights, Adam);  seed;
       verbose (0 silent, 1 progress bar).
     """
@@ -105,7 +107,8 @@ class FaceModel:
         super().__init_subclass__(**kw)
         _KINDS[cls.kind] = cls
 
-    def __init__(self, *, hidden, activation, normalize=True, whiten=100, illumination=False, shifts=1, mirror=True,
+    def __init__(self, *, hidden, activation, normalize=True, whiten=100, whiten_reg=0.0, illumination=False, shifts=1,
+                 mirror=True,
                  epochs=40, batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
         where = type(self).__name__
         self.hidden = _hidden(hidden, where)
@@ -119,9 +122,10 @@ class FaceModel:
         self.mirror = bool(mirror)
         self.epochs = _positive_int(f"{where}: epochs", epochs, 1)
         self.batch_size = _positive_int(f"{where}: batch_size", batch_size, 1)
-        for name, v in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
+        for name, v in (("whiten_reg", whiten_reg), ("learning_rate", learning_rate), ("weight_decay", weight_decay)):
             if not isinstance(v, (int, float, np.floating)) or isinstance(v, bool) or v < 0 or v != v:
                 raise ValueError(f"{where}: {name} must be a number >= 0; got {v!r}")
+        self.whiten_reg = float(whiten_reg)
         self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
         self.seed = int(seed)
@@ -133,7 +137,8 @@ class FaceModel:
     # --- configuration and state that go into the file -----------------------------------------
     def get_params(self) -> dict:
         return {"hidden": list(self.hidden), "activation": self.activation, "normalize": self.normalize,
-                "illumination": self.illumination, "whiten": self.whiten, "shifts": self.shifts, "mirror": self.mirror,
+                "illumination": self.illumination, "whiten": self.whiten, "whiten_reg": self.whiten_reg,
+                "shifts": self.shifts, "mirror": self.mirror,
                 "epochs": self.epochs, "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
                 "seed": self.seed}
@@ -175,7 +180,7 @@ class FaceModel:
         return x, t
 
     def _fit_frontend(self, x):
-        self.frontend = FrontEnd(self.normalize, self.whiten, illumination=self.illumination).fit(x)
+        self.frontend = FrontEnd(self.normalize, self.whiten, self.whiten_reg, illumination=self.illumination).fit(x)
 
     def _train(self, x, y, out_units, out_activation, *, class_weight=None, epochs=None, seed_offset=0):
         """Train a fresh network on photos x (N, H, W) float and labels y (N,); returns it."""

@@ -25,8 +25,9 @@ def _softmax(z):
 
 
 class Identifier(FaceModel):
-    """Softmax over the known people on a whitened, normalised front end, trained with shifted
-    and mirrored copies of each photo and weight decay.
+    """Softmax over the known people on a whitened, normalised front end (150 components,
+    whitening shrunk by whiten_reg=0.1 so the faint components do not drown the strong ones),
+    trained with shifted and mirrored copies of each photo and weight decay.
 
     Probabilities are temperature-scaled (T fitted on `validation` photos when given).
     "Unknown": a photo whose top probability is below `unknown_threshold` gets the id -1
@@ -43,10 +44,11 @@ class Identifier(FaceModel):
 
     kind = "identify"
 
-    def __init__(self, hidden=(128,), *, activation="tanh", normalize=True, whiten=100, illumination=False, shifts=2, mirror=True,
+    def __init__(self, hidden=(128,), *, activation="tanh", normalize=True, whiten=150, whiten_reg=0.1, illumination=False,
+                 shifts=2, mirror=True,
                  epochs=30, batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
         super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
-                         illumination=illumination,
+                         whiten_reg=whiten_reg, illumination=illumination,
                          shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, seed=seed, verbose=verbose)
         self.temperature = 1.0

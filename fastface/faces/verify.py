@@ -1,7 +1,8 @@
 """Verifier: is this the same person as in the reference photo? (works for unseen people)
 
 Shapes: images (N, H, W) uint8 0..255 or float 0..1; embed -> (N, E) unit rows (E = last
-hidden size); similarity(images_a (N, H, W), images_b (N, H, W) or (1, H, W)) -> (N,) cosine
+hidden size H, whitening components D, or H + D for embedding='both');
+similarity(images_a (N, H, W), images_b (N, H, W) or (1, H, W)) -> (N,) cosine
 scores in [-1, 1]; verify(image (H, W), reference (H, W)) -> Verdict(same, score, probability).
 """
 
@@ -21,7 +22,11 @@ __all__ = ["Verifier", "Verdict", "all_pairs", "EMBEDDINGS"]
 EMBEDDINGS = {
     "hidden": "the last hidden layer of the network (trained to tell the training people apart)",
     "frontend": "the whitened front-end features (PCA of the training photos; generalises across datasets)",
+    "both": "the last hidden layer and the whitened front-end features side by side (the default)",
 }
+
+# weight of the whitened features (unit variance each) against the tanh hidden units in 'both'
+FRONTEND_WEIGHT = 0.35
 
 
 class Verdict(NamedTuple):
@@ -47,6 +52,11 @@ class Verifier(FaceModel):
     embedding='frontend' compares the whitened front-end features instead (the network is
     still trained and saved): less separating within one dataset, more robust across
     datasets and lighting (use it with illumination=True and :meth:`adapt`).
+    embedding='both' (the default) compares the two side by side, the whitened features
+    weighted by FRONTEND_WEIGHT: as separating as the hidden layer on unseen people of the
+    training dataset and better after :meth:`adapt` and across datasets. For photos from
+    another camera or lighting (e.g. trained on Olivetti, compared on Yale) the best setting
+    is Verifier(illumination=True, embedding="frontend") followed by adapt(photos).
 
     Decision: same when the cosine score >= threshold. `fit` tunes the threshold (equal
     error rate, or the target false-accept rate `far`) and a Platt calibration of the score
@@ -57,11 +67,12 @@ class Verifier(FaceModel):
 
     kind = "verify"
 
-    def __init__(self, hidden=(64,), *, activation="tanh", embedding="hidden", far=None, tune_fraction=0.2, refit=True,
-                 normalize=True, whiten=100, illumination=False, shifts=1, mirror=True, epochs=40, batch_size=64,
+    def __init__(self, hidden=(64,), *, activation="tanh", embedding="both", far=None, tune_fraction=0.2, refit=True,
+                 normalize=True, whiten=100, whiten_reg=0.0, illumination=False, shifts=1, mirror=True, epochs=80,
+                 batch_size=64,
                  learning_rate=1e-3, weight_decay=1e-3, seed=0, verbose=0):
         super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
-                         illumination=illumination,
+                         whiten_reg=whiten_reg, illumination=illumination,
                          shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, seed=seed, verbose=verbose)
         if embedding not in EMBEDDINGS:
@@ -103,7 +114,10 @@ class Verifier(FaceModel):
         """Embedding before centring: F (N, D) front-end features -> (N, E) float64."""
         if self.embedding == "frontend":
             return np.asarray(F, np.float64)
-        return self.model.forward_all(F)[-2].astype(np.float64)
+        h = self.model.forward_all(F)[-2].astype(np.float64)
+        if self.embedding == "both":
+            return np.concatenate([h, FRONTEND_WEIGHT * np.asarray(F, np.float64)], axis=1)
+        return h
 
     def fit(self, images, target, names=None):
         """Train the embedding on photos (N, H, W) of labelled people (N,), tune the threshold."""
