@@ -21,6 +21,7 @@ derivative (no names), so softmax, whose Jacobian is dense, takes the matmul.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .. import ops
 from ..activations import DERIVATIVES
@@ -59,6 +60,24 @@ def layer_activations(model, x, layer, *, backend=None):
     x2, was_1d = check_x(net, x, "layer_activations")
     a = _forward(net, x2, layer, resolve_backend(net, backend))[-1]
     return a[0] if was_1d else a
+
+
+@njit(cache=True, nogil=True)
+def _scale_rows(WT, d, out):
+    """out[b, u, :] = d[b, u] * WT[u, :], i.e. diag(d_b) @ W^T for every example b.
+
+    WT (U, n) any layout, d (B, U), out (B, U, n) C-contiguous. One plain loop (LLVM
+    vectorises the inner one): memory-bound, about 2x faster than NumPy's broadcast multiply
+    for the 128 x 4096 first layer of a 64x64 face network. Serial on purpose: a parallel
+    region right after a BLAS call competes with OpenBLAS's spinning threads on small machines.
+    """
+    B, U = d.shape
+    n = WT.shape[1]
+    for b in range(B):
+        for u in range(U):
+            s = d[b, u]
+            for k in range(n):
+                out[b, u, k] = WT[u, k] * s
 
 
 _ELEMENTWISE: dict = {}
@@ -103,11 +122,9 @@ def _jacobian(net, acts, layer: int, units: np.ndarray, backend) -> np.ndarray:
     if _is_elementwise(act):
         # The seeded rows stay one-hot: diag(d) @ W.T is a scaling of the selected rows of W.T.
         d = DERIVATIVES[act](a_l[:, units], np.ones((B, U), dtype=a_l.dtype))  # (B, U)
-        if U == n_l and np.array_equal(units, np.arange(n_l)):
-            WT = W.T[None, :, :]  # (1, n_l, n_{l-1}) view, no copy
-        else:
-            WT = W.T[units][None, :, :]  # (1, U, n_{l-1})
-        G = np.multiply(WT, d[:, :, None])  # (B, U, n_{l-1})
+        WT = W.T if U == n_l and np.array_equal(units, np.arange(n_l)) else W.T[units]  # (U, n_{l-1})
+        G = np.empty((B, U, WT.shape[1]), dtype=np.result_type(WT, d))
+        _scale_rows(WT, d.astype(G.dtype, copy=False), G)  # (B, U, n_{l-1})
     else:
         # Seed: per example, the one-hot rows of the selected units (the identity for all).
         seed = np.zeros((B, U, n_l), dtype=a_l.dtype)
