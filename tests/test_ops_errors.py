@@ -363,6 +363,26 @@ def test_bench_command_prints_a_checked_table(capsys):
     assert "1 thread(s) everywhere" in out
 
 
+@pytest.mark.parametrize("forced", [None, "Haswell"])
+def test_bench_command_names_the_blas_and_warns_when_its_kernels_are_forced(capsys, monkeypatch, forced):
+    from fastface.cli import main
+
+    if forced is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", forced)
+    status = main(["bench", "--sizes", "2x3x2", "--repeat", "1", "--min-time", "0", "--backends", "numpy-blas",
+                   "--kernels", "matmul"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "NumPy's BLAS: " in out
+    warnings_ = [line for line in out.splitlines() if line.startswith("WARNING: OPENBLAS_CORETYPE")]
+    if forced is None:
+        assert not warnings_, out
+    else:
+        assert len(warnings_) == 1 and "Haswell" in warnings_[0] and "env -u OPENBLAS_CORETYPE" in warnings_[0]
+
+
 @pytest.mark.parametrize(
     "argv, fragments",
     [

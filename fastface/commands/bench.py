@@ -17,12 +17,19 @@ On a machine with few cores (or a busy one) set ``OMP_WAIT_POLICY=PASSIVE``: oth
 OpenMP pools of PyTorch and Numba spin after each call and starve the next library's threads
 (measured here: PyTorch's 32x400x25 forward took 4-8 ms per call right after NumPy's BLAS
 instead of 13 us), or use ``--threads 1`` for a per-core comparison.
+
+NumPy's OpenBLAS picks its kernels for the CPU at import, unless ``OPENBLAS_CORETYPE`` names
+one (some machines set it to dodge bugs of old OpenBLAS builds). Then every NumPy product, and
+so the ``numpy-blas`` baseline, runs those older kernels: on an AVX-512 CPU with ``Haswell``
+the course layer's small sgemm is 3x slower than with the kernels OpenBLAS would choose.
+The table's header names the kernel set in use (:func:`blas_line`) and warns when it is forced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -42,6 +49,8 @@ __all__ = [
     "bench_one",
     "run_table",
     "limit_threads",
+    "blas_line",
+    "blas_warning",
     "register",
 ]
 
@@ -376,6 +385,31 @@ def limit_threads(n: int | None):
             torch.set_num_threads(old_torch)
 
 
+def blas_line() -> str:
+    """'openblas 0.3.31 (SkylakeX kernels, 2 threads)' for each BLAS NumPy has loaded."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS unknown (pip install threadpoolctl to name it)"
+    pools = [
+        f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture') or 'default'} kernels, "
+        f"{p.get('num_threads')} threads)"
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
+    return ", ".join(pools) or "no BLAS pool found"
+
+
+def blas_warning() -> str | None:
+    """A one-line warning when OPENBLAS_CORETYPE forces OpenBLAS's kernel set, else None."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if not forced:
+        return None
+    return (f"WARNING: OPENBLAS_CORETYPE={forced} forces OpenBLAS's {forced} kernels, not the best "
+            "ones for this CPU: NumPy, scikit-learn and fastface's fused path run slower than on a "
+            "user's machine. For those figures: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ...")
+
+
 def default_backends() -> list[str]:
     """Available fastface backends worth timing here (the CUDA simulator is not)."""
     import os
@@ -455,6 +489,10 @@ def _run(args) -> int:
         "ratios are throughput / numpy-blas (plain NumPy doing the same arithmetic)",
         flush=True,
     )
+    print(f"NumPy's BLAS: {blas_line()}")
+    warning = blas_warning()
+    if warning:
+        print(warning, flush=True)
     with limit_threads(args.threads):
         rows = run_table(kernels, sizes, args.dtype, whos, activation, args.repeat, args.min_time,
                          emit=lambda line: print(line, flush=True))
