@@ -40,7 +40,8 @@ class PersonClassifier(FaceModel):
 
     def __init__(self, person, hidden=(25, 15), *, activation="sigmoid", calibration="platt", cv=3,
                  ensemble=True, test_mirror=True, threshold=0.5, normalize=True, whiten=100, whiten_reg=0.0,
-                 illumination=False, shifts=1, mirror=True, epochs=30, batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
+                 illumination=False, shifts=1, mirror=True, epochs=30, batch_size=64, learning_rate=1e-3,
+                 weight_decay=1e-4, seed=0, verbose=0):
         super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
                          whiten_reg=whiten_reg, illumination=illumination,
                          shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,
