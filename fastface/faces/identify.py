@@ -44,9 +44,9 @@ class Identifier(FaceModel):
 
     kind = "identify"
 
-    def __init__(self, hidden=(128,), *, activation="tanh", normalize=True, whiten=150, whiten_reg=0.1, illumination=False,
-                 shifts=2, mirror=True,
-                 epochs=30, batch_size=64, learning_rate=1e-3, weight_decay=1e-4, seed=0, verbose=0):
+    def __init__(self, hidden=(128,), *, activation="tanh", normalize=True, whiten=150, whiten_reg=0.1,
+                 illumination=False, shifts=2, mirror=True, epochs=30, batch_size=64, learning_rate=1e-3,
+                 weight_decay=1e-4, seed=0, verbose=0):
         super().__init__(hidden=hidden, activation=activation, normalize=normalize, whiten=whiten,
                          whiten_reg=whiten_reg, illumination=illumination,
                          shifts=shifts, mirror=mirror, epochs=epochs, batch_size=batch_size,

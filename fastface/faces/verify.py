@@ -89,8 +89,8 @@ class Verifier(FaceModel):
         self.tuning = {}
 
     def get_params(self) -> dict:
-        return {**super().get_params(), "embedding": self.embedding, "far": self.far, "tune_fraction": self.tune_fraction,
-                "refit": self.refit}
+        return {**super().get_params(), "embedding": self.embedding, "far": self.far,
+                "tune_fraction": self.tune_fraction, "refit": self.refit}
 
     def _state(self):
         return {"threshold": self.threshold, "calib": list(self.calib), "tuning": self.tuning}
