@@ -12,15 +12,13 @@ from __future__ import annotations
 import statistics
 import time
 
-from fastface.commands.bench import blas_line, blas_warning
+from fastface.commands.bench import blas_report
 
 
 def print_blas() -> None:
     """Print NumPy's BLAS (kernel set, threads) and, when the kernel set is forced, a warning."""
-    print(f"# NumPy's BLAS: {blas_line()}")
-    warning = blas_warning()
-    if warning:
-        print(f"# {warning}")
+    for line in blas_report():
+        print(f"# {line}")
 
 
 def best_of(fn, repeats):

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 import fastface as ff
-from _machine import print_blas
 import fastface.explain as fx
+from _machine import print_blas
 
 SIZES = (4096, 128, 40)
 ACTIVATIONS = ("sigmoid", "softmax")

@@ -51,6 +51,7 @@ __all__ = [
     "limit_threads",
     "blas_line",
     "blas_warning",
+    "blas_report",
     "register",
 ]
 
@@ -410,9 +411,15 @@ def blas_warning() -> str | None:
             "user's machine. For those figures: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ...")
 
 
+def blas_report() -> list[str]:
+    """The lines a benchmark header prints about NumPy's BLAS: what it is, and the warning
+    when its kernel set is forced."""
+    warning = blas_warning()
+    return [f"NumPy's BLAS: {blas_line()}"] + ([warning] if warning else [])
+
+
 def default_backends() -> list[str]:
     """Available fastface backends worth timing here (the CUDA simulator is not)."""
-    import os
 
     from ..backends import available_backends
 
@@ -489,10 +496,8 @@ def _run(args) -> int:
         "ratios are throughput / numpy-blas (plain NumPy doing the same arithmetic)",
         flush=True,
     )
-    print(f"NumPy's BLAS: {blas_line()}")
-    warning = blas_warning()
-    if warning:
-        print(warning, flush=True)
+    for line in blas_report():
+        print(line, flush=True)
     with limit_threads(args.threads):
         rows = run_table(kernels, sizes, args.dtype, whos, activation, args.repeat, args.min_time,
                          emit=lambda line: print(line, flush=True))
