@@ -145,6 +145,7 @@ def test_verifier_open_set(oli, tmp_path):
     unseen = y >= 30
     E = ver.embed(X[unseen])
     assert ver.embedding == "both" and E.shape == (100, 64 + 40)  # hidden units + whitening components
+    assert ver.wccn == 0.5 and ver.wccn_transform.shape == (104, 104)
     np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1, rtol=1e-6)
     i, j, same = all_pairs(y[unseen])
     s = ver.similarity(X[unseen][i], X[unseen][j])
@@ -163,6 +164,30 @@ def test_verifier_open_set(oli, tmp_path):
     back = faces.load(ver.save(tmp_path / "ver.npz"))
     np.testing.assert_allclose(back.similarity(X[:5], X[5:10]), ver.similarity(X[:5], X[5:10]), rtol=1e-5, atol=1e-6)
     assert back.threshold == ver.threshold and back.embedding == "both"
+
+
+def test_wccn_matrix_whitens_within_person_spread():
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(20), 30)
+    centres = rng.normal(size=(20, 3)) * 3.0
+    # within one person: large spread along axis 0, small along axes 1 and 2
+    E = centres[people] + rng.normal(size=(600, 3)) * np.array([2.0, 0.2, 0.2])
+    T = faces.wccn_matrix(E, people, shrink=1e-6)
+    D = E - centres[people]
+    S = np.cov(D @ T, rowvar=False)
+    np.testing.assert_allclose(S / np.trace(S) * 3, np.eye(3), atol=0.15)  # within-person spread made round
+    T1 = faces.wccn_matrix(E, people, shrink=1e6)
+    np.testing.assert_allclose(T1 / T1[0, 0], np.eye(3), atol=1e-3)  # a large shrink is the identity
+    assert faces.wccn_matrix(E, np.arange(600), shrink=0.5) is None  # one photo per person: no estimate
+
+
+def test_verifier_without_wccn_and_bad_wccn(oli):
+    X, y = oli
+    ver = faces.Verifier(wccn=None, refit=False, **dict(FAST, epochs=2)).fit(X[y < 10], y[y < 10])
+    assert ver.wccn_transform is None and ver.embed(X[:3]).shape == (3, 64 + 40)
+    for bad in (0, -1.0, "0.5", True):
+        with pytest.raises(ValueError, match="wccn"):
+            faces.Verifier(wccn=bad)
 
 
 def test_verifier_frontend_embedding_and_adapt(oli):

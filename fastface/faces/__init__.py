@@ -42,10 +42,12 @@ __all__ = [
     "PersonClassifier",
     "Identifier",
     "Verifier",
+    "wccn_matrix",
     "load",
 ]
 
-_LAZY = {"PersonClassifier": "person", "Identifier": "identify", "Verifier": "verify", "load": "_base"}
+_LAZY = {"PersonClassifier": "person", "Identifier": "identify", "Verifier": "verify", "wccn_matrix": "verify",
+         "load": "_base"}
 
 
 def __getattr__(name):
