@@ -65,11 +65,15 @@ VEC_BYTES = _host_vector_bytes()
 # (MR, NV) register tiles per vector width. WIDE feeds the packed (large) path: MR*NV
 # accumulators + NV loads of B + 1 broadcast stay within the register file (32 zmm with
 # AVX-512, 16 ymm/xmm otherwise). NARROW (fewer columns, more rows) wastes fewer lanes on
-# thin layers such as OUT = 25 in the unpacked small path.
-_TILES = {64: ((6, 4), (12, 2), 8), 32: ((6, 2), (4, 2), 4), 16: ((4, 2), (4, 2), 4)}
+# thin layers such as OUT = 25 in the unpacked small path. Its MR is bounded by the general
+# registers too: the unpacked kernel keeps one row offset per row of A plus the A and B
+# pointers, their strides and the counter; with MR = 12 that is more than x86-64's 15 and
+# LLVM reloads offsets from the stack on every k (measured, AVX-512, 32x400x25 float32:
+# 5.8 us with MR = 12, 3.3 us with MR = 8, the FMA-bound time of the 2-vector tile).
+_TILES = {64: ((6, 4), (8, 2), 4), 32: ((6, 2), (4, 2), 4), 16: ((4, 2), (4, 2), 4)}
 WIDE, NARROW, TAIL_ROWS = _TILES[VEC_BYTES]
-# TAIL_ROWS: a shorter NARROW kernel for the last band of rows (M = 32 is 12 + 12 + 8 rows,
-# not 36 computed)
+# TAIL_ROWS: a shorter NARROW kernel for a last band of at most TAIL_ROWS rows (M = 36 is
+# 8 + 8 + 8 + 8 + 4 rows, not 40 computed)
 
 
 def lanes(itemsize: int) -> int:
