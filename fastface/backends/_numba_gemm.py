@@ -102,9 +102,12 @@ def _gemm_direct(A, B, C, b, act):
         elif m <= TAIL_ROWS < MR_NARROW:  # last band: the shorter kernel wastes fewer rows
             for j0 in range(0, P, NR):
                 _mk_tail(K, A, i0 * a_rs, a_rs, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
-        elif a_cs == 1:  # row-major A (x): the literal stride frees a register in the k loop
+        elif a_cs == 1:  # row-major A (x, dz): a literal stride frees a register in the k loop
             for j0 in range(0, P, NR):
                 _mk_narrow(K, A, i0 * a_rs, a_rs, 1, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
+        elif a_rs == 1:  # column-major A (x.T in dW = x.T @ dz): the same for the row stride
+            for j0 in range(0, P, NR):
+                _mk_narrow(K, A, i0, 1, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
         else:
             for j0 in range(0, P, NR):
                 _mk_narrow(K, A, i0 * a_rs, a_rs, a_cs, B, j0, b_rs, C, i0 * c_rs + j0, c_rs, m, min(NR, P - j0), False)
