@@ -97,6 +97,13 @@ def run_person(oli, persons):
          f"(min {np.min(aucs):.4f}; target >= 0.998, logistic baseline 0.9976)")
     line(f"person XYZ one-vs-rest, persons 0-{persons - 1}, seed 0: mean ECE", f"{np.mean(eces):.4f}",
          f"(max {np.max(eces):.4f}; target <= 0.01, logistic baseline 0.015; {time.perf_counter() - t0:.0f} s)")
+    # the many-people answer to the same question: the 40-way softmax's column of the person
+    P = faces.Identifier(seed=0).fit(X[tr], y[tr]).predict_proba(X[te])
+    cols = [((y[te] == p).astype(int), P[:, p]) for p in range(persons)]
+    line(f"  same question, Identifier().predict_proba(photos)[:, XYZ], persons 0-{persons - 1}: mean AUC",
+         f"{np.mean([metrics.roc_auc(t, q) for t, q in cols]):.4f}",
+         f"(min {np.min([metrics.roc_auc(t, q) for t, q in cols]):.4f}; mean ECE "
+         f"{np.mean([metrics.ece(t, q) for t, q in cols]):.4f}; trained on every person's labels)")
 
 
 def pair_figures(ver, images, target, adapt=False):
