@@ -125,6 +125,27 @@ def test_fused_matches_per_layer_float32_course_net():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_matmul_every_route(dtype):
+    """The fused path's products (fastface._fused._matmul) in the layouts it uses: x @ W^T.T,
+    dz^T @ x, dz @ W^T; BLAS below OWN_GEMM_MIN_FLOPS or OWN_GEMM_MIN_ROWS rows, the serial
+    micro-kernel up to OWN_GEMM_FLOPS, BLAS above."""
+    from fastface import _fused
+
+    rng = np.random.default_rng(3)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for N, IN, OUT in ((1, 400, 25), (3, 400, 25), (32, 25, 15), (32, 15, 1), (32, 400, 25), (64, 1024, 64)):
+        x = rng.standard_normal((N, IN)).astype(dtype)
+        WT = rng.standard_normal((OUT, IN)).astype(dtype)
+        dz = rng.standard_normal((N, OUT)).astype(dtype)
+        for A, B in ((x, WT.T), (dz.T, x), (dz, WT)):
+            out = np.full((A.shape[0], B.shape[1]), np.nan, dtype=dtype)
+            _fused._matmul(A, B, out)
+            np.testing.assert_allclose(out, A.astype(np.float64) @ B.astype(np.float64), **tol,
+                                       err_msg=f"{N}x{IN}x{OUT} {A.shape} @ {B.shape}")
+    assert 64 * 1024 * 64 > _fused.OWN_GEMM_FLOPS > 32 * 400 * 25 >= _fused.OWN_GEMM_MIN_FLOPS > 32 * 15 * 1
+
+
 def test_auto_path_choice():
     small = course_net(input_dim=400)
     small.compile(loss="binary_crossentropy")

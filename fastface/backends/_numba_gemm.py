@@ -350,24 +350,108 @@ def _dot4x4(af, a0, ars, bf, b0, b1, b2, b3, K, C, i0, j0, n):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+def _dot4x5(af, a0, ars, bf, b0, bcs, K, C, i0, j0):
+    """C[i0 + r, j0 + c] = af[a0 + r*ars : +K] . bf[b0 + (j0 + c)*bcs : +K], r < 4, c < 5.
+
+    The 5-column sibling of :func:`_dot4x4` (20 vector accumulators): with blocks of 4 and
+    5 columns every P >= 12 splits without a wasted column (P = 25: 5 blocks of 5, not 7
+    blocks of 4 computing 28); only full blocks.
+    """
+    z = af.dtype.type(0)
+    s00 = s01 = s02 = s03 = s04 = z
+    s10 = s11 = s12 = s13 = s14 = z
+    s20 = s21 = s22 = s23 = s24 = z
+    s30 = s31 = s32 = s33 = s34 = z
+    x0 = af[a0:a0 + K]
+    x1 = af[a0 + ars:a0 + ars + K]
+    x2 = af[a0 + 2 * ars:a0 + 2 * ars + K]
+    x3 = af[a0 + 3 * ars:a0 + 3 * ars + K]
+    c0 = b0 + j0 * bcs
+    r0 = bf[c0:c0 + K]
+    r1 = bf[c0 + bcs:c0 + bcs + K]
+    r2 = bf[c0 + 2 * bcs:c0 + 2 * bcs + K]
+    r3 = bf[c0 + 3 * bcs:c0 + 3 * bcs + K]
+    r4 = bf[c0 + 4 * bcs:c0 + 4 * bcs + K]
+    for k in range(K):
+        w0 = r0[k]
+        w1 = r1[k]
+        w2 = r2[k]
+        w3 = r3[k]
+        w4 = r4[k]
+        v = x0[k]
+        s00 += v * w0
+        s01 += v * w1
+        s02 += v * w2
+        s03 += v * w3
+        s04 += v * w4
+        v = x1[k]
+        s10 += v * w0
+        s11 += v * w1
+        s12 += v * w2
+        s13 += v * w3
+        s14 += v * w4
+        v = x2[k]
+        s20 += v * w0
+        s21 += v * w1
+        s22 += v * w2
+        s23 += v * w3
+        s24 += v * w4
+        v = x3[k]
+        s30 += v * w0
+        s31 += v * w1
+        s32 += v * w2
+        s33 += v * w3
+        s34 += v * w4
+    C[i0, j0] = s00
+    C[i0, j0 + 1] = s01
+    C[i0, j0 + 2] = s02
+    C[i0, j0 + 3] = s03
+    C[i0, j0 + 4] = s04
+    C[i0 + 1, j0] = s10
+    C[i0 + 1, j0 + 1] = s11
+    C[i0 + 1, j0 + 2] = s12
+    C[i0 + 1, j0 + 3] = s13
+    C[i0 + 1, j0 + 4] = s14
+    C[i0 + 2, j0] = s20
+    C[i0 + 2, j0 + 1] = s21
+    C[i0 + 2, j0 + 2] = s22
+    C[i0 + 2, j0 + 3] = s23
+    C[i0 + 2, j0 + 4] = s24
+    C[i0 + 3, j0] = s30
+    C[i0 + 3, j0 + 1] = s31
+    C[i0 + 3, j0 + 2] = s32
+    C[i0 + 3, j0 + 3] = s33
+    C[i0 + 3, j0 + 4] = s34
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _gemm_dot(A, B, C, b, act):
     """C (M, P) = act(A (M, K) @ B (K, P) + b) as dot products, serial, unpacked.
 
     For A with unit column stride and B with unit *row* stride (B.T row-major: a Fortran-
     ordered W, or W.T in dx = dz @ W.T for a C-ordered W): C[i, j] = A[i, :] . B[:, j], both
-    operands read contiguously, no copy of B. Rows go in bands of 4 (4 x 4 blocks of dots),
-    the last M % 4 rows one at a time (1 x 4 blocks); each band gets its epilogue at once.
+    operands read contiguously, no copy of B. Rows go in bands of 4 (4 x 5 and 4 x 4 blocks of
+    dots, chosen so that no column is computed twice), the last M % 4 rows one at a time
+    (1 x 4 blocks); each band gets its epilogue at once.
     """
     M, K = A.shape
     P = B.shape[1]
     af, aoff, ars, _ = _flat(A)
     bf, boff, _, bcs = _flat(B)
     last = P - 1
+    # columns [0, split) in blocks of 5, the rest in blocks of 4: the most 5-blocks with
+    # P = 5 * fives + 4 * fours exactly (any P >= 12; smaller P: blocks of 4, the last clamped)
+    fives = P // 5
+    while fives > 0 and (P - 5 * fives) % 4:
+        fives -= 1
+    split = 5 * fives
     i0 = 0
     while i0 < M:
         a0 = aoff + i0 * ars
         if M - i0 >= 4:
-            for j0 in range(0, P, 4):
+            for j0 in range(0, split, 5):
+                _dot4x5(af, a0, ars, bf, boff, bcs, K, C, i0, j0)
+            for j0 in range(split, P, 4):
                 _dot4x4(af, a0, ars, bf, boff + j0 * bcs, boff + min(j0 + 1, last) * bcs,
                         boff + min(j0 + 2, last) * bcs, boff + min(j0 + 3, last) * bcs, K, C, i0, j0, min(4, P - j0))
             i1 = i0 + 4
