@@ -57,7 +57,7 @@ import numpy as np
 from numba import njit
 
 from .backends._numba_act import NONE
-from .backends._numba_gemm import _gemm_serial
+from .backends._numba_gemm import _gemm_direct, _gemm_serial
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -250,7 +250,10 @@ def _matmul(A, B, out):
     """out (M, P) = A (M, K) @ B (K, P); A and B any strides (views such as W^T.T, dz.T)."""
     flops = A.shape[0] * A.shape[1] * B.shape[1]
     if A.shape[0] >= OWN_GEMM_MIN_ROWS and OWN_GEMM_MIN_FLOPS <= flops <= OWN_GEMM_FLOPS:
-        _gemm_serial(A, B, out, out[0, :0], NONE, 0, 0, 0, 1)
+        if B.strides[1] == B.itemsize:  # dz^T @ x, dz @ W^T: straight to the unpacked kernel
+            _gemm_direct(A, B, out, out[0, :0], NONE)
+        else:  # x @ W (W^T's transpose): the dot-product route
+            _gemm_serial(A, B, out, out[0, :0], NONE, 0, 0, 0, 1)
     else:
         np.dot(A, B, out)
 
