@@ -104,7 +104,12 @@ def _softmax_row(row):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _bias_act_rows(C, b, act, r0, r1):
-    """C[r0:r1] = act(C[r0:r1] + b) in place, one pass; C (M, P), b (P,) or (0,) for no bias."""
+    """C[r0:r1] = act(C[r0:r1] + b) in place; C (M, P), b (P,) or (0,) for no bias.
+
+    Rows that form one contiguous run (a C-contiguous C) take two passes: the bias row by row,
+    then the elementwise activation over the run; otherwise (softmax, strided C) one pass row
+    by row.
+    """
     P = C.shape[1]
     one = C.dtype.type(1)
     zero = C.dtype.type(0)
@@ -114,6 +119,27 @@ def _bias_act_rows(C, b, act, r0, r1):
         bias = flat_span(b, 0, P)  # unit-stride view: the row loops below vectorise
     else:
         bias = np.ascontiguousarray(b)
+    isz = C.itemsize
+    if act != SOFTMAX and r1 > r0 and C.strides[1] == isz and C.strides[0] == P * isz:
+        # rows r0..r1 are one contiguous run: add the bias row by row (cheap even with the
+        # scalar tail of a short row), then the activation over the whole run in full vectors
+        # (OUT = 25: the per-row loop ran 9 of every 25 exp/tanh scalar; measured, 32x400x25
+        # float32 forward with sigmoid 5.1 -> 4.0 us, tanh 5.2 -> 4.0 us)
+        for i in range(r0, r1):
+            row = C[i]
+            for j in range(P):
+                row[j] += bias[j]
+        run = flat_span(C[r0], 0, (r1 - r0) * P)
+        if act == SIGMOID:
+            for j in range(run.shape[0]):
+                run[j] = _sigmoid1(run[j], one)
+        elif act == TANH:
+            for j in range(run.shape[0]):
+                run[j] = tanh_ieee(run[j])
+        elif act == RELU:
+            for j in range(run.shape[0]):
+                run[j] = _relu1(run[j], zero)
+        return
     for i in range(r0, r1):
         row = C[i]
         if act == SIGMOID:
