@@ -251,12 +251,13 @@ def test_column_major_weights_take_every_serial_route(dtype, monkeypatch):
     """W Fortran-ordered (as fastface.model stores it) and W.T in the backward: the dot-product
     kernel (few rows or long reductions, 4-row bands and 1-row tails, column edges of the
     4-wide blocks, 5-wide blocks splitting OUT = 10, 13, 14, 15, 25 exactly) and the copy route
-    (many rows, short reductions), x row- or column-major."""
+    (many rows, short reductions; IN = 520 puts the copy's rows >= 2 KB apart, its narrow
+    bands), x row- or column-major."""
     monkeypatch.setattr(config, "NUMBA_KERNEL", "blocked")
     monkeypatch.setattr(config, "NUMBA_SERIAL_FLOPS", 1 << 62)
     rng = np.random.default_rng(7)
     for N, IN, OUT in ((1, 1, 1), (1, 300, 5), (3, 70, 6), (5, 9, 7), (8, 130, 13), (9, 200, 3), (21, 20, 10),
-                          (12, 400, 25), (4, 50, 15), (6, 33, 14)):
+                          (12, 400, 25), (4, 50, 15), (6, 33, 14), (21, 520, 10)):
         for x_order in ("C", "F"):
             x = np.asarray(rng.standard_normal((N, IN)), dtype=dtype, order=x_order)
             W = np.asfortranarray((rng.standard_normal((IN, OUT)) / np.sqrt(IN)).astype(dtype))
