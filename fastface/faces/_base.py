@@ -182,12 +182,21 @@ class FaceModel:
     def _fit_frontend(self, x):
         self.frontend = FrontEnd(self.normalize, self.whiten, self.whiten_reg, illumination=self.illumination).fit(x)
 
-    def _train(self, x, y, out_units, out_activation, *, class_weight=None, epochs=None, seed_offset=0):
-        """Train a fresh network on photos x (N, H, W) float and labels y (N,); returns it."""
+    def _training_features(self, x, y):
+        """Front-end features (N*M, D) of the training copies of photos x (N, H, W) (shifted and
+        mirrored; the N originals come first) and their labels (N*M,)."""
+        xa, ya = augment(x, y, shifts=self.shifts, mirror=self.mirror) if (self.shifts or self.mirror) else (x, y)
+        return self.frontend.transform(xa), ya
+
+    def _train(self, x, y, out_units, out_activation, *, class_weight=None, epochs=None, seed_offset=0,
+               features=None):
+        """Train a fresh network on photos x (N, H, W) float and labels y (N,); returns it.
+
+        features: (F, ya) from :meth:`_training_features` when the caller has them already.
+        """
         from ..model import Dense, Sequential
 
-        xa, ya = augment(x, y, shifts=self.shifts, mirror=self.mirror) if (self.shifts or self.mirror) else (x, y)
-        F = self.frontend.transform(xa)
+        F, ya = self._training_features(x, y) if features is None else features
         layers = [Dense(h, self.activation) for h in self.hidden] + [Dense(out_units, out_activation)]
         net = Sequential(layers, input_dim=F.shape[1], seed=self.seed + seed_offset)
         loss = "binary_crossentropy" if out_activation == "sigmoid" else "categorical_crossentropy"

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import metrics
 from ._base import FaceModel, platt_fit, sigmoid
-from .preprocess import augment, check_target
+from .preprocess import check_target
 
 __all__ = ["Verifier", "Verdict", "all_pairs", "EMBEDDINGS", "wccn_matrix"]
 
@@ -152,13 +152,13 @@ class Verifier(FaceModel):
     def _train_embedding(self, x, t):
         ids, t = np.unique(t, return_inverse=True)
         self._fit_frontend(x)
-        self.model = self._train(x, t, len(ids), "softmax")
-        self.center = self._raw_embedding(self.frontend.transform(x)).mean(axis=0).astype(np.float32)
+        F, ta = self._training_features(x, t)
+        self.model = self._train(x, t, len(ids), "softmax", features=(F, ta))
+        raw = self._raw_embedding(F)
+        self.center = raw[: len(x)].mean(axis=0).astype(np.float32)  # the originals come first
         self.wccn_transform = None
-        if self.wccn is not None:  # on the photos the network was trained on, augmented the same way
-            xa, ta = augment(x, t, shifts=self.shifts, mirror=self.mirror) if (self.shifts or self.mirror) else (x, t)
-            E = _unit_rows(self._raw_embedding(self.frontend.transform(xa)) - self.center)
-            self.wccn_transform = wccn_matrix(E, ta, self.wccn)
+        if self.wccn is not None:  # on the copies the network was trained on
+            self.wccn_transform = wccn_matrix(_unit_rows(raw - self.center), ta, self.wccn)
 
     def _raw_embedding(self, F):
         """Embedding before centring: F (N, D) front-end features -> (N, E) float64."""
