@@ -141,9 +141,15 @@ def load_npz(path, expected_format: str, *, max_version: int | None = None):
             f"{expected_format!r} file written by fastface's save()"
         ) from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as exc:
+        with open(path, "rb") as fh:
+            archive = fh.read(2) == b"PK"
+        # NumPy reads a file that is neither .npz nor .npy as a pickle and refuses that: its
+        # message ("pickled (object) data") would mislead for an image or text file
+        why = f"{type(exc).__name__}: {exc}" if archive else "not an .npz archive at all"
         raise ValueError(
             f"{path!r} is corrupt or truncated and cannot be read as a fastface "
-            f"{expected_format!r} file ({type(exc).__name__}: {exc}); save it again"
+            f"{expected_format!r} file ({why}); give a file written by save() "
+            "(or `fastface train --out`), or save it again"
         ) from None
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
