@@ -111,10 +111,12 @@ def _format_logs(logs) -> str:
 
 class ProgressBar(Callback):
     """verbose=1: a tqdm bar over the epochs (epoch, loss, metrics, rate) when tqdm is
-    importable, else one printed line per epoch. verbose=2: always one line per epoch."""
+    importable, else one printed line per epoch. verbose=2: always one line per epoch.
+    desc: a label in front of the bar or of each line (which of several trainings this is)."""
 
-    def __init__(self, epochs: int, n_samples: int, verbose: int = 1, stream=None):
+    def __init__(self, epochs: int, n_samples: int, verbose: int = 1, stream=None, desc=None):
         self.epochs = epochs
+        self.desc = desc
         self.n_samples = n_samples
         self.stream = stream if stream is not None else sys.stderr
         self._bar = None
@@ -127,7 +129,8 @@ class ProgressBar(Callback):
             if tqdm is not None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._bar = tqdm(total=epochs, unit="epoch", file=self.stream, leave=True, dynamic_ncols=True)
+                    self._bar = tqdm(total=epochs, unit="epoch", file=self.stream, leave=True, dynamic_ncols=True,
+                                     desc=desc)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
@@ -141,7 +144,7 @@ class ProgressBar(Callback):
             return
         rate = self.n_samples / dt if dt > 0 else float("inf")
         print(
-            f"Epoch {epoch + 1}/{self.epochs} - {dt:.3f}s - {rate:,.0f} samples/s - {_format_logs(logs)}",
+            (f"{self.desc}: " if self.desc else "") + f"Epoch {epoch + 1}/{self.epochs} - {dt:.3f}s - {rate:,.0f} samples/s - {_format_logs(logs)}",
             file=self.stream,
             flush=True,
         )

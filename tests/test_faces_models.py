@@ -58,6 +58,29 @@ def test_person_classifier(oli, tmp_path):
     assert back.label == 3 and back.threshold == 0.5
 
 
+def test_person_classifier_identity_layer(oli):
+    X, y = oli
+    tr, te = split(y, range(20))
+    clf = faces.PersonClassifier(3, identity=32, cv=2, **FAST).fit(X[tr], y[tr])
+    widths = [(layer.units, layer.activation) for layer in clf.model.layers]
+    assert widths == [(32, "tanh"), (25, "sigmoid"), (15, "sigmoid"), (1, "sigmoid")]
+    assert all(len(net.layers) == 4 for net in clf.folds_)
+    # the frozen first layer was trained to tell the 20 people apart: nearest class mean of its
+    # outputs names the held-out photos' people
+    H_tr = clf.model.forward_all(clf._features(X[tr]))[0]
+    H_te = clf.model.forward_all(clf._features(X[te]))[0]
+    means = np.stack([H_tr[y[tr] == p].mean(axis=0) for p in range(20)])
+    nearest = np.argmin(((H_te[:, None, :] - means[None]) ** 2).sum(axis=2), axis=1)
+    assert np.mean(nearest == y[te]) >= 0.8
+    # with only the person and "the rest" there are no identities to learn from: no such layer
+    two = faces.PersonClassifier(1, identity=32, cv=2, **FAST).fit(X[tr], (y[tr] == 3).astype(np.int64))
+    assert [layer.units for layer in two.model.layers] == [25, 15, 1]
+    none = faces.PersonClassifier(3, identity=0, cv=2, **FAST).fit(X[tr], y[tr])
+    assert [layer.units for layer in none.model.layers] == [25, 15, 1]
+    with pytest.raises(ValueError, match="identity must be a layer width"):
+        faces.PersonClassifier(3, identity=-1)
+
+
 def test_person_classifier_bad_inputs(oli):
     X, y = oli
     with pytest.raises(ValueError, match="not in the data"):

@@ -189,20 +189,27 @@ class FaceModel:
         return self.frontend.transform(xa), ya
 
     def _train(self, x, y, out_units, out_activation, *, class_weight=None, epochs=None, seed_offset=0,
-               features=None):
+               features=None, hidden=None, activation=None, desc=None):
         """Train a fresh network on photos x (N, H, W) float and labels y (N,); returns it.
 
-        features: (F, ya) from :meth:`_training_features` when the caller has them already.
+        features: (F, ya) from :meth:`_training_features` when the caller has them already (x
+        and y are then unused). hidden, activation: the hidden layers when not the model's own.
+        desc: the label of the progress bar (verbose=1) when the model trains several networks.
         """
+        from ..callbacks import ProgressBar
         from ..model import Dense, Sequential
 
         F, ya = self._training_features(x, y) if features is None else features
-        layers = [Dense(h, self.activation) for h in self.hidden] + [Dense(out_units, out_activation)]
+        hidden = self.hidden if hidden is None else hidden
+        activation = self.activation if activation is None else activation
+        layers = [Dense(h, activation) for h in hidden] + [Dense(out_units, out_activation)]
         net = Sequential(layers, input_dim=F.shape[1], seed=self.seed + seed_offset)
         loss = "binary_crossentropy" if out_activation == "sigmoid" else "categorical_crossentropy"
         net.compile(loss=loss, optimizer="adam", learning_rate=self.learning_rate, weight_decay=self.weight_decay)
-        net.fit(F, ya, epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
-                class_weight=class_weight, verbose=1 if self.verbose else 0)
+        epochs = self.epochs if epochs is None else epochs
+        bar = [ProgressBar(epochs, len(ya), 1, desc=desc)] if self.verbose else []
+        net.fit(F, ya, epochs=epochs, batch_size=self.batch_size, class_weight=class_weight, verbose=0,
+                callbacks=bar)
         return net
 
     def _logits(self, F, net=None):

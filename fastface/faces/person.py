@@ -14,6 +14,8 @@ from ._base import FaceModel, _rebuild, platt_fit, sigmoid
 
 __all__ = ["PersonClassifier"]
 
+IDENTITY_ACTIVATION = "tanh"
+
 
 class PersonClassifier(FaceModel):
     """The course's one-person model: photo -> hidden sigmoid layers -> P(photo shows `person`).
@@ -25,7 +27,16 @@ class PersonClassifier(FaceModel):
     is below 1 wherever the held-out photos showed mistakes or near misses.
 
     person: the id in `target` (or a name in `names` passed to fit). hidden: sizes of the
-    sigmoid hidden layers, (25, 15) as in the course. The 1-positive-in-40 imbalance is
+    sigmoid hidden layers, (25, 15) as in the course. identity (default 128; 0 turns it off):
+    the width of a tanh layer put before them and trained first, as a softmax over all the
+    people in `target`, then frozen (each fold network of the calibration trains its own, so
+    the photos it is calibrated on are new to all its layers). The other people's photos
+    teach it what changes within one person and what does not (glasses on or off, light,
+    expression), which five photos of XYZ cannot. It is used when `target` holds at least 3
+    people (with only "XYZ" and "the rest" there is nothing to learn from), so `.model` has
+    the layers (identity, 25, 15, 1).
+    On Olivetti (5 photos per person) it raises the mean one-vs-rest AUC from 0.9976 to
+    0.9992 (benches/faces_protocols.py). The 1-positive-in-40 imbalance is
     handled by class weights that give both classes equal total weight. calibration:
     'platt' (P = sigmoid(a z + b), default) or 'temperature' (P = sigmoid(z / T)), fitted on
     out-of-fold scores of `cv` folds (stratified), after which the final network is trained
@@ -38,7 +49,7 @@ class PersonClassifier(FaceModel):
 
     kind = "person"
 
-    def __init__(self, person, hidden=(25, 15), *, activation="sigmoid", calibration="platt", cv=3,
+    def __init__(self, person, hidden=(25, 15), *, identity=128, activation="sigmoid", calibration="platt", cv=3,
                  ensemble=True, test_mirror=True, threshold=0.5, normalize=True, whiten=100, whiten_reg=0.0,
                  illumination=False, shifts=1, mirror=True, epochs=30, batch_size=64, learning_rate=1e-3,
                  weight_decay=1e-4, seed=0, verbose=0):
@@ -53,7 +64,11 @@ class PersonClassifier(FaceModel):
                              f"got {calibration!r}")
         if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
             raise ValueError(f"PersonClassifier: cv must be an integer >= 2 (folds); got {cv!r}")
+        if isinstance(identity, bool) or not isinstance(identity, (int, np.integer)) or identity < 0:
+            raise ValueError(f"PersonClassifier: identity must be a layer width >= 1, or 0 for none; got {identity!r}")
         self.person = person if isinstance(person, str) else int(person)
+        self.identity = int(identity)
+        self.identity_used_ = False
         self.calibration = calibration
         self.cv = int(cv)
         self.ensemble = bool(ensemble)
@@ -64,7 +79,8 @@ class PersonClassifier(FaceModel):
         self.calib = (1.0, 0.0)
 
     def get_params(self) -> dict:
-        return {**super().get_params(), "person": self.person, "calibration": self.calibration,
+        return {**super().get_params(), "person": self.person, "identity": self.identity,
+                "calibration": self.calibration,
                 "cv": self.cv, "ensemble": self.ensemble, "test_mirror": self.test_mirror,
                 "threshold": self.threshold}
 
@@ -109,14 +125,21 @@ class PersonClassifier(FaceModel):
         n_classes = len(np.unique(t))
         self.names = list(names) if names is not None else [str(i) for i in range(int(t.max()) + 1)]
         self._fit_frontend(x)
+        F, ta = self._training_features(x, t)  # every training copy once; the folds take rows of it
+        photo = np.tile(np.arange(len(y)), len(ta) // len(y))  # the photo each copy comes from
+        self.identity_used_ = bool(self.identity) and n_classes >= 3
         weights = {0: len(y) / (2.0 * (1 - y).sum()), 1: len(y) / (2.0 * y.sum())}
+        folds = _stratified_folds(y, min(self.cv, int(y.sum())), self.seed) if self.calibration is not None else []
+
+        def train(rows, seed_offset):
+            desc = f"fold {seed_offset}/{len(folds)}" if seed_offset else "final"
+            return self._train_net(F[rows], ta[rows], weights, seed_offset, desc)
+
         if self.calibration is not None:
-            folds = _stratified_folds(y, min(self.cv, int(y.sum())), self.seed)
             z = np.empty(len(y))
             nets = []
             for k, test in enumerate(folds):
-                train = np.setdiff1d(np.arange(len(y)), test)
-                net = self._train(x[train], y[train], 1, "sigmoid", class_weight=weights, seed_offset=k + 1)
+                net = train(np.nonzero(~np.isin(photo, test))[0], k + 1)
                 z[test] = self._score(x[test], [net])
                 nets.append(net)
             self.folds_ = nets if self.ensemble else []
@@ -135,9 +158,27 @@ class PersonClassifier(FaceModel):
             else:
                 a, _ = platt_fit(z, y)  # temperature: slope only, through the origin
                 self.calib = (_temperature(z, y), 0.0) if a > 0 else (a, 0.0)
-        self.model = self._train(x, y, 1, "sigmoid", class_weight=weights)
+        self.model = train(np.arange(len(ta)), 0)
         self.n_classes_ = n_classes
         return self
+
+    def _train_net(self, F, ids, weights, seed_offset, desc):
+        """One network on front-end features F (R, D) of training copies of person ids (R,):
+        [the identity layer, trained as a softmax over the people in `ids`, then frozen] +
+        the hidden layers and the sigmoid unit, trained on P(person)."""
+        y = (ids == self.label).astype(np.int64)
+        if not self.identity_used_:
+            return self._train(None, None, 1, "sigmoid", features=(F, y), class_weight=weights,
+                               seed_offset=seed_offset, desc=desc)
+        people, k = np.unique(ids, return_inverse=True)
+        ident = self._train(None, None, len(people), "softmax", features=(F, k), hidden=(self.identity,),
+                            activation=IDENTITY_ACTIVATION, seed_offset=seed_offset,
+                            desc=f"{desc}, identity layer")
+        H = ident.forward_all(F)[-2]
+        head = self._train(None, None, 1, "sigmoid", features=(H, y), class_weight=weights, seed_offset=seed_offset,
+                           desc=f"{desc}, person layers")
+        layers = [(self.identity, IDENTITY_ACTIVATION)] + [(layer.units, layer.activation) for layer in head.layers]
+        return _rebuild(layers, F.shape[1], ident.get_weights()[:2] + head.get_weights())
 
     def _score(self, x, nets):
         """Mean output logit (N,) of `nets` on photos x (N, H, W) float (and their mirror images)."""
