@@ -58,10 +58,13 @@ def test_person_classifier(oli, tmp_path):
     assert back.label == 3 and back.threshold == 0.5
 
 
-def test_person_classifier_identity_layer(oli):
+def test_person_classifier_identity_layer(oli, capsys):
     X, y = oli
     tr, te = split(y, range(20))
-    clf = faces.PersonClassifier(3, identity=32, cv=2, **FAST).fit(X[tr], y[tr])
+    clf = faces.PersonClassifier(3, identity=32, cv=2, verbose=1, **FAST).fit(X[tr], y[tr])
+    err = capsys.readouterr().err  # one labelled progress bar per training
+    assert all(f"{which}, {part}" in err for which in ("fold 1/2", "fold 2/2", "final")
+               for part in ("identity layer", "person layers"))
     widths = [(layer.units, layer.activation) for layer in clf.model.layers]
     assert widths == [(32, "tanh"), (25, "sigmoid"), (15, "sigmoid"), (1, "sigmoid")]
     assert all(len(net.layers) == 4 for net in clf.folds_)
