@@ -144,10 +144,11 @@ def _activate_row(A, base, OUT, code):
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _derivative_row(A, D, base, OUT, code):
     """D[base:base+OUT] <- act'(a) * da, from the forward output a = A[base:base+OUT]."""
+    one = np.float32(1.0)  # float32 math on float32 rows (a 1.0 literal would promote to float64)
     if code == 1:
         for o in range(OUT):
             a = A[base + o]
-            D[base + o] *= a * (1.0 - a)
+            D[base + o] *= a * (one - a)
     elif code == 2:
         for o in range(OUT):
             if not A[base + o] > 0:
@@ -155,7 +156,7 @@ def _derivative_row(A, D, base, OUT, code):
     elif code == 3:
         for o in range(OUT):
             a = A[base + o]
-            D[base + o] *= 1.0 - a * a
+            D[base + o] *= one - a * a
     elif code == 4:
         s = 0.0
         for o in range(OUT):
@@ -215,7 +216,7 @@ def _bias_act_block(A, base, nb, OUT, b, code):
     elif code == 2:
         for i in range(base, base + n):
             v = A[i]
-            A[i] = v if v > 0 else v * 0.0  # v * 0 keeps NaN a NaN
+            A[i] = v if v > 0 else v * np.float32(0.0)  # v * 0 keeps NaN a NaN
     elif code == 3:
         for i in range(base, base + n):
             A[i] = math.tanh(A[i])
@@ -228,17 +229,19 @@ def _bias_act_block(A, base, nb, OUT, b, code):
 def _derivative_block(A, D, base, nb, OUT, code):
     """D <- act'(a) * da on the (nb, OUT) block at base, from the forward output a in A."""
     n = nb * OUT
+    one = np.float32(1.0)  # float32 math on float32 blocks, as the reference: a 1.0 literal
+    zero = np.float32(0.0)  # promotes to float64 and leaves the loop scalar (0.15 -> 0.06 us at 32 x 25)
     if code == 1:
         for i in range(base, base + n):
             a = A[i]
-            D[i] *= a * (1.0 - a)
+            D[i] *= a * (one - a)
     elif code == 2:
         for i in range(base, base + n):
-            D[i] = D[i] if A[i] > 0 else D[i] * 0.0
+            D[i] = D[i] if A[i] > 0 else D[i] * zero
     elif code == 3:
         for i in range(base, base + n):
             a = A[i]
-            D[i] *= 1.0 - a * a
+            D[i] *= one - a * a
     elif code == 4:
         for r in range(nb):
             _derivative_row(A, D, base + r * OUT, OUT, code)
