@@ -146,6 +146,22 @@ def test_fused_matmul_every_route(dtype):
     assert 64 * 1024 * 64 > _fused.OWN_GEMM_FLOPS > 32 * 400 * 25 >= _fused.OWN_GEMM_MIN_FLOPS > 32 * 15 * 1
 
 
+def test_fused_entry_points_refuse_strided_buffers():
+    """The fused entry points view their buffers without reference counting (carray), which
+    needs C-contiguous memory: a strided buffer is refused, never read as another layout."""
+    from fastface import _fused
+
+    model = course_net(input_dim=400)
+    x = np.zeros((1, 400), dtype=np.float32)
+    A = model._workspace(1)
+    lo, hi = _fused.predict_one(x, model.theta, model._table(1), A)
+    assert lo == hi == 0.0
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _fused.predict_one(x, np.repeat(model.theta, 2)[::2], model._table(1), A)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _fused.predict_one(x, model.theta, model._table(1), np.repeat(A, 2)[::2])
+
+
 def test_auto_path_choice():
     small = course_net(input_dim=400)
     small.compile(loss="binary_crossentropy")
