@@ -387,8 +387,10 @@ def _output_loss(A, D, Y, sw, perm, start, nb, OUT, base, act, loss, metric, sta
             for o in range(OUT):
                 z = A[b + o]
                 y = Y[n, o]
-                total += w * (max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z))))
-                a = _sigmoid1(z)
+                e = math.exp(-abs(z))  # one exp for the loss and the sigmoid (as in _sigmoid1)
+                total += w * (max(z, 0.0) - z * y + math.log1p(e))
+                s = 1.0 / (1.0 + e)
+                a = s if z >= 0 else e * s
                 A[b + o] = a
                 D[b + o] = w * inv * (a - y)
         elif fused:
