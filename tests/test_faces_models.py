@@ -80,6 +80,8 @@ def test_person_classifier_identity_layer(oli, capsys):
     assert [layer.units for layer in two.model.layers] == [25, 15, 1]
     none = faces.PersonClassifier(3, identity=0, cv=2, **FAST).fit(X[tr], y[tr])
     assert [layer.units for layer in none.model.layers] == [25, 15, 1]
+    assert "identity layer 32 tanh" in repr(clf) and "no identity layer" in repr(two)
+    assert repr(faces.PersonClassifier(3)) == "PersonClassifier(person=3, hidden=(25, 15), identity=128, untrained)"
     with pytest.raises(ValueError, match="identity must be a layer width"):
         faces.PersonClassifier(3, identity=-1)
 

@@ -239,9 +239,12 @@ class FaceModel:
         }
         return save_npz(path, arrays, meta, format=FORMAT, format_version=FORMAT_VERSION)
 
+    def _repr_params(self) -> str:
+        return f"hidden={self.hidden}"
+
     def __repr__(self):
         state = "untrained" if self.model is None else f"{len(self.names)} classes, input {self.shape}"
-        return f"{type(self).__name__}(hidden={self.hidden}, {state})"
+        return f"{type(self).__name__}({self._repr_params()}, {state})"
 
 
 def _rebuild(layers, input_dim, weights):

@@ -84,6 +84,15 @@ class PersonClassifier(FaceModel):
                 "cv": self.cv, "ensemble": self.ensemble, "test_mirror": self.test_mirror,
                 "threshold": self.threshold}
 
+    def _repr_params(self) -> str:
+        if self.model is None:
+            layer = f"identity={self.identity}"
+        else:  # what the fit built: the identity layer is skipped for 2 classes
+            first = self.model.layers[0]
+            used = len(self.model.layers) == len(self.hidden) + 2
+            layer = f"identity layer {first.units} {first.activation}" if used else "no identity layer"
+        return f"person={self.person!r}, hidden={self.hidden}, {layer}"
+
     def _state(self):
         return {"label": self.label, "calib": list(self.calib), "folds": len(self.folds_)}
 
