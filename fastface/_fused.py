@@ -135,7 +135,12 @@ def _unowned(a):
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
 def _sigmoid1(z):
     """Overflow-safe logistic without a branch: exp is only taken of -|z| <= 0."""
-    e = math.exp(-abs(z))
+    return _logistic(z, math.exp(-abs(z)))
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
+def _logistic(z, e):
+    """sigmoid(z) from e = exp(-|z|) (callers that need e for more than the sigmoid pass it)."""
     s = 1.0 / (1.0 + e)
     return s if z >= 0 else e * s
 
@@ -368,10 +373,9 @@ def _output_loss(A, D, Y, sw, perm, start, nb, OUT, base, act, loss, metric, sta
             for o in range(OUT):
                 z = A[b + o]
                 y = Y[n, o]
-                e = math.exp(-abs(z))  # one exp for the loss and the sigmoid (as in _sigmoid1)
+                e = math.exp(-abs(z))  # one exp for the loss and the sigmoid
                 total += w * (max(z, 0.0) - z * y + math.log1p(e))
-                s = 1.0 / (1.0 + e)
-                a = s if z >= 0 else e * s
+                a = _logistic(z, e)
                 A[b + o] = a
                 D[b + o] = w * inv * (a - y)
         elif fused:

@@ -68,7 +68,6 @@ class PersonClassifier(FaceModel):
             raise ValueError(f"PersonClassifier: identity must be a layer width >= 1, or 0 for none; got {identity!r}")
         self.person = person if isinstance(person, str) else int(person)
         self.identity = int(identity)
-        self.identity_used_ = False
         self.calibration = calibration
         self.cv = int(cv)
         self.ensemble = bool(ensemble)
@@ -136,13 +135,13 @@ class PersonClassifier(FaceModel):
         self._fit_frontend(x)
         F, ta = self._training_features(x, t)  # every training copy once; the folds take rows of it
         photo = np.tile(np.arange(len(y)), len(ta) // len(y))  # the photo each copy comes from
-        self.identity_used_ = bool(self.identity) and n_classes >= 3
+        use_identity = bool(self.identity) and n_classes >= 3
         weights = {0: len(y) / (2.0 * (1 - y).sum()), 1: len(y) / (2.0 * y.sum())}
         folds = _stratified_folds(y, min(self.cv, int(y.sum())), self.seed) if self.calibration is not None else []
 
         def train(rows, seed_offset):
             desc = f"fold {seed_offset}/{len(folds)}" if seed_offset else "final"
-            return self._train_net(F[rows], ta[rows], weights, seed_offset, desc)
+            return self._train_net(F[rows], ta[rows], weights, seed_offset, desc, use_identity)
 
         if self.calibration is not None:
             z = np.empty(len(y))
@@ -171,12 +170,12 @@ class PersonClassifier(FaceModel):
         self.n_classes_ = n_classes
         return self
 
-    def _train_net(self, F, ids, weights, seed_offset, desc):
+    def _train_net(self, F, ids, weights, seed_offset, desc, use_identity):
         """One network on front-end features F (R, D) of training copies of person ids (R,):
         [the identity layer, trained as a softmax over the people in `ids`, then frozen] +
         the hidden layers and the sigmoid unit, trained on P(person)."""
         y = (ids == self.label).astype(np.int64)
-        if not self.identity_used_:
+        if not use_identity:
             return self._train(None, None, 1, "sigmoid", features=(F, y), class_weight=weights,
                                seed_offset=seed_offset, desc=desc)
         people, k = np.unique(ids, return_inverse=True)
