@@ -25,6 +25,11 @@ Buffers (every one allocated once by the caller, reused for every batch and ever
     D      (B * sum OUT_l,)  their gradients, same layout
     stats  (4,)        float64 out: weighted loss sum, correct, counted, failed batch index
 
+Loops index views from 0 (a row, a block: ``a = A[base : base + n]``, then ``a[i]``), not the
+flat buffers at ``base + i``: Numba wraps negative indices, and an index it cannot prove
+non-negative costs a select per access and keeps LLVM from vectorising the loop (the
+derivative of a 32 x 25 block: 0.26 -> 0.03 us; the course epoch 0.42 -> 0.39 ms).
+
 Every kernel compiles with error_model="numpy": a division by zero gives inf/NaN (caught by
 the finiteness checks) instead of a Python exception, which lets LLVM vectorise loops that
 divide.
@@ -148,54 +153,54 @@ def _logistic(z, e):
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _activate_row(A, base, OUT, code):
     """A[base:base+OUT] <- act(A[base:base+OUT]) for activation `code`."""
+    a = A[base : base + OUT]
     if code == 1:
         for o in range(OUT):
-            A[base + o] = _sigmoid1(A[base + o])
+            a[o] = _sigmoid1(a[o])
     elif code == 2:
         for o in range(OUT):
-            v = A[base + o]
-            if v < 0:
-                A[base + o] = 0.0
+            if a[o] < 0:
+                a[o] = 0.0
     elif code == 3:
         for o in range(OUT):
-            A[base + o] = math.tanh(A[base + o])
+            a[o] = math.tanh(a[o])
     elif code == 4:
-        m = A[base]
+        m = a[0]
         for o in range(1, OUT):
-            if A[base + o] > m:
-                m = A[base + o]
+            if a[o] > m:
+                m = a[o]
         s = 0.0
         for o in range(OUT):
-            e = math.exp(A[base + o] - m)
-            A[base + o] = e
+            e = math.exp(a[o] - m)
+            a[o] = e
             s += e
         inv = 1.0 / s
         for o in range(OUT):
-            A[base + o] *= inv
+            a[o] *= inv
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _derivative_row(A, D, base, OUT, code):
     """D[base:base+OUT] <- act'(a) * da, from the forward output a = A[base:base+OUT]."""
     one = np.float32(1.0)  # float32 math on float32 rows (a 1.0 literal would promote to float64)
+    a = A[base : base + OUT]
+    d = D[base : base + OUT]
     if code == 1:
         for o in range(OUT):
-            a = A[base + o]
-            D[base + o] *= a * (one - a)
+            d[o] *= a[o] * (one - a[o])
     elif code == 2:
         for o in range(OUT):
-            if not A[base + o] > 0:
-                D[base + o] = 0.0
+            if not a[o] > 0:
+                d[o] = 0.0
     elif code == 3:
         for o in range(OUT):
-            a = A[base + o]
-            D[base + o] *= one - a * a
+            d[o] *= one - a[o] * a[o]
     elif code == 4:
         s = 0.0
         for o in range(OUT):
-            s += A[base + o] * D[base + o]
+            s += a[o] * d[o]
         for o in range(OUT):
-            D[base + o] = A[base + o] * (D[base + o] - s)
+            d[o] = a[o] * (d[o] - s)
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -224,15 +229,16 @@ def _bias_act_block(A, base, nb, OUT, b, code):
         for o in range(OUT):
             row[o] += b[o]
     n = nb * OUT
+    z = A[base : base + n]
     if code == 1:
-        _sigmoid_block(A[base : base + n])
+        _sigmoid_block(z)
     elif code == 2:
-        for i in range(base, base + n):
-            v = A[i]
-            A[i] = v if v > 0 else v * np.float32(0.0)  # v * 0 keeps NaN a NaN
+        for i in range(n):
+            v = z[i]
+            z[i] = v if v > 0 else v * np.float32(0.0)  # v * 0 keeps NaN a NaN
     elif code == 3:
-        for i in range(base, base + n):
-            A[i] = math.tanh(A[i])
+        for i in range(n):
+            z[i] = math.tanh(z[i])
     elif code == 4:
         for r in range(nb):
             _activate_row(A, base + r * OUT, OUT, code)
@@ -244,17 +250,17 @@ def _derivative_block(A, D, base, nb, OUT, code):
     n = nb * OUT
     one = np.float32(1.0)  # float32 math on float32 blocks, as the reference: a 1.0 literal
     zero = np.float32(0.0)  # promotes to float64 and leaves the loop scalar (0.15 -> 0.06 us at 32 x 25)
+    a = A[base : base + n]
+    d = D[base : base + n]
     if code == 1:
-        for i in range(base, base + n):
-            a = A[i]
-            D[i] *= a * (one - a)
+        for i in range(n):
+            d[i] *= a[i] * (one - a[i])
     elif code == 2:
-        for i in range(base, base + n):
-            D[i] = D[i] if A[i] > 0 else D[i] * zero
+        for i in range(n):
+            d[i] = d[i] if a[i] > 0 else d[i] * zero
     elif code == 3:
-        for i in range(base, base + n):
-            a = A[i]
-            D[i] *= one - a * a
+        for i in range(n):
+            d[i] *= one - a[i] * a[i]
     elif code == 4:
         for r in range(nb):
             _derivative_row(A, D, base + r * OUT, OUT, code)
@@ -369,68 +375,71 @@ def _output_loss(A, D, Y, sw, perm, start, nb, OUT, base, act, loss, metric, sta
         n = perm[start + r]
         w = sw[n]
         b = base + r * OUT
+        arow = A[b : b + OUT]  # row views: indices from 0 (see the legend)
+        drow = D[b : b + OUT]
+        yrow = Y[n]
         if fused and loss == 0:
             for o in range(OUT):
-                z = A[b + o]
-                y = Y[n, o]
+                z = arow[o]
+                y = yrow[o]
                 e = math.exp(-abs(z))  # one exp for the loss and the sigmoid
                 total += w * (max(z, 0.0) - z * y + math.log1p(e))
                 a = _logistic(z, e)
-                A[b + o] = a
-                D[b + o] = w * inv * (a - y)
+                arow[o] = a
+                drow[o] = w * inv * (a - y)
         elif fused:
-            m = A[b]
+            m = arow[0]
             for o in range(1, OUT):
-                if A[b + o] > m:
-                    m = A[b + o]
+                if arow[o] > m:
+                    m = arow[o]
             s = 0.0
             for o in range(OUT):
-                s += math.exp(A[b + o] - m)
+                s += math.exp(arow[o] - m)
             lse = m + math.log(s)
             for o in range(OUT):
-                z = A[b + o]
-                y = Y[n, o]
+                z = arow[o]
+                y = yrow[o]
                 total += w * y * (lse - z)
                 a = math.exp(z - lse)
-                A[b + o] = a
-                D[b + o] = w * inv * (a - y)
+                arow[o] = a
+                drow[o] = w * inv * (a - y)
         else:
             _activate_row(A, b, OUT, act)
             for o in range(OUT):
-                a = A[b + o]
-                y = Y[n, o]
+                a = arow[o]
+                y = yrow[o]
                 if loss == 0:
                     q = min(max(a, EPS), 1.0 - EPS)
                     total += -w * (y * math.log(q) + (1.0 - y) * math.log1p(-q))
                     if a > EPS and a < 1.0 - EPS:
-                        D[b + o] = w * inv * (q - y) / (q * (1.0 - q))
+                        drow[o] = w * inv * (q - y) / (q * (1.0 - q))
                     else:
-                        D[b + o] = 0.0
+                        drow[o] = 0.0
                 elif loss == 1:
                     q = min(max(a, EPS), 1.0)
                     total += -w * y * math.log(q)
                     if a > EPS:
-                        D[b + o] = -w * inv * y / q
+                        drow[o] = -w * inv * y / q
                     else:
-                        D[b + o] = 0.0
+                        drow[o] = 0.0
                 else:
                     d = a - y
                     total += w * d * d
-                    D[b + o] = 2.0 * w * inv * d
+                    drow[o] = 2.0 * w * inv * d
             _derivative_row(A, D, b, OUT, act)
         # accuracy on the outputs before this batch's update
         if metric == 1:
             for o in range(OUT):
-                if (A[b + o] >= 0.5) == (Y[n, o] >= 0.5):
+                if (arow[o] >= 0.5) == (yrow[o] >= 0.5):
                     stats[1] += 1.0
                 stats[2] += 1.0
         elif metric == 2:
             ia = 0
             iy = 0
             for o in range(1, OUT):
-                if A[b + o] > A[b + ia]:
+                if arow[o] > arow[ia]:
                     ia = o
-                if Y[n, o] > Y[n, iy]:
+                if yrow[o] > yrow[iy]:
                     iy = o
             if ia == iy:
                 stats[1] += 1.0
@@ -457,10 +466,10 @@ def _backward(xb, nb, theta, grad, table, A, D):
         else:
             _matmul(dz.T, _block(A, table, l - 1, nb), gWT)
         gb[:] = 0.0
-        base = table[l, 4]
         for r in range(nb):
+            row = dz[r]
             for o in range(OUT):
-                gb[o] += D[base + r * OUT + o]
+                gb[o] += row[o]
         if l > 0:
             IN = table[l, 0]
             _matmul(dz, WT, _block(D, table, l - 1, nb))
@@ -494,12 +503,20 @@ def _sgd_new(old, gi, lr, decay):
 def _sgd(p, g, lr, decay):
     zero = lr * 0
     s = zero
-    for i in range(p.shape[0]):
-        s += _sgd_new(p[i], g[i], lr, decay) * zero
-    if s == zero:
+    if decay == zero:  # biases, and every weight without weight decay: 1.37 -> 0.86 us for 10^4
         for i in range(p.shape[0]):
-            p[i] = _sgd_new(p[i], g[i], lr, decay)
-        return True
+            s += (p[i] - lr * g[i]) * zero
+        if s == zero:
+            for i in range(p.shape[0]):
+                p[i] = p[i] - lr * g[i]
+            return True
+    else:
+        for i in range(p.shape[0]):
+            s += _sgd_new(p[i], g[i], lr, decay) * zero
+        if s == zero:
+            for i in range(p.shape[0]):
+                p[i] = _sgd_new(p[i], g[i], lr, decay)
+            return True
     for i in range(p.shape[0]):
         new = _sgd_new(p[i], g[i], lr, decay)
         if _finite(new):
@@ -611,9 +628,10 @@ def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, h
         xv = xb[:nb]
         IN = X.shape[1]
         for r in range(nb):
-            src = perm[start + r]
+            src = X[perm[start + r]]
+            dst = xv[r]
             for k in range(IN):
-                xv[r, k] = X[src, k]
+                dst[k] = src[k]
         _forward(xv, nb, theta, table, A, True)
         value = _output_loss(A, D, Y, sw, perm, start, nb, OUT, table[L - 1, 4], table[L - 1, 5], loss, metric, stats)
         if not _finite(value):
