@@ -14,9 +14,10 @@ first-call costs are excluded (one warm-up run each); the contenders' runs are i
 epochs (course k = 5: fastface.fit(epochs=5), five torch epoch loops, five sklearn
 partial_fit calls; wide k = 1) and each one's epoch time is the best of its R runs / k (the machine is shared; the best is the
 least disturbed; predict latency: the best of 100 chunks of 200 calls). Threads are
-treated alike: PyTorch is timed at its default thread count and at 1 thread, fastface with
-its BLAS at the default and limited to 1 thread (threadpoolctl, when installed); each side's
-faster setting is the one compared.
+treated alike: PyTorch is timed at its default thread count and at 1 thread, fastface at its
+defaults (the course net's fused epoch on two workers, fastface._fused_pair, on a machine with
+two cores) and limited to 1 thread (Numba's threads, and BLAS's through threadpoolctl when
+installed); each side's faster setting is the one compared.
 Results are checked: every framework's training loss must stay finite (and is printed), and fastface's
 predictions must match a plain NumPy forward pass. Absent peers are reported, not fatal.
 
@@ -37,6 +38,7 @@ import numpy as np
 
 import _machine
 import fastface as ff
+from fastface import _fused_pair
 
 # k: epochs per timed run (each contender's time is per epoch: run time / k)
 COURSE = dict(name="course", sizes=(400, 25, 15, 1), hidden="sigmoid", n=1000, batch=32, lr=0.1, k=5)
@@ -67,9 +69,12 @@ def setup_fastface(cfg, X, y):
     loss = "binary_crossentropy" if sizes[-1] == 1 else "categorical_crossentropy"
     model.compile(loss=loss, optimizer="sgd", learning_rate=cfg["lr"])
     losses = []
+    workers = set()
 
     def epoch():
         losses.extend(model.fit(X, y, epochs=cfg["k"], batch_size=cfg["batch"], verbose=0)["loss"])
+        pair = model.uses_fused_path(cfg["batch"]) and _fused_pair.worthwhile(model._table(cfg["batch"]), cfg["batch"])
+        workers.add(2 if pair else 1)
 
     def note():
         assert np.isfinite(losses).all(), losses
@@ -78,7 +83,11 @@ def setup_fastface(cfg, X, y):
             ref = ff.activations.ACTIVATIONS[layer.activation](ref @ layer.W + layer.b)
         np.testing.assert_allclose(model.predict(X[:64]), ref, rtol=1e-3, atol=1e-5)
         path = "fused" if model.uses_fused_path(cfg["batch"]) else "per-layer"
-        return f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {path} path"
+        if path == "fused":
+            path += " path, " + " or ".join(f"{w} worker{'s' if w > 1 else ''}" for w in sorted(workers))
+        else:
+            path += " path"
+        return f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {path}"
 
     return epoch, note, model
 
@@ -233,18 +242,27 @@ def main(argv=None):
         torch_threads = torch.get_num_threads()
     try:
         from threadpoolctl import threadpool_limits
-
-        thread_settings = (None, 1)
-
-        def limit(threads):
-            return threadpool_limits(limits=threads)
-
     except ImportError:
-        print("threadpoolctl: absent; fastface timed at the default BLAS thread count only")
-        thread_settings = (None,)
+        print("threadpoolctl: absent; fastface's BLAS timed at its default thread count only")
+        threadpool_limits = None
+    thread_settings = (None, 1)
 
-        def limit(threads):
-            return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def limit(threads):
+        """fastface on `threads` threads: its BLAS (threadpoolctl) and its Numba threads (the
+        fused path's two workers, the numba backend's parallel loops); None: the defaults."""
+        if threads is None:
+            yield
+            return
+        import numba
+
+        old = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            with threadpool_limits(limits=threads) if threadpool_limits else contextlib.nullcontext():
+                yield
+        finally:
+            numba.set_num_threads(old)
 
     results = {}
     configs = [COURSE] + ([] if args.skip_wide else [WIDE])

@@ -228,20 +228,25 @@ def _bias_act_block(A, base, nb, OUT, b, code):
         row = A[base + r * OUT : base + (r + 1) * OUT]  # a row view vectorises (0.34 -> 0.20 us at 32 x 25)
         for o in range(OUT):
             row[o] += b[o]
-    n = nb * OUT
-    z = A[base : base + n]
+    if code == 4:
+        for r in range(nb):
+            _activate_row(A, base + r * OUT, OUT, code)
+    else:
+        act_elementwise(A[base : base + nb * OUT], code)
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def act_elementwise(z, code):
+    """z (n,) <- act(z) in place for an elementwise activation `code` (not softmax)."""
     if code == 1:
         _sigmoid_block(z)
     elif code == 2:
-        for i in range(n):
+        for i in range(z.shape[0]):
             v = z[i]
             z[i] = v if v > 0 else v * np.float32(0.0)  # v * 0 keeps NaN a NaN
     elif code == 3:
-        for i in range(n):
+        for i in range(z.shape[0]):
             z[i] = math.tanh(z[i])
-    elif code == 4:
-        for r in range(nb):
-            _activate_row(A, base + r * OUT, OUT, code)
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -272,12 +277,18 @@ def _matmul(A, B, out):
     """out (M, P) = A (M, K) @ B (K, P); A and B any strides (views such as W^T.T, dz.T)."""
     flops = A.shape[0] * A.shape[1] * B.shape[1]
     if A.shape[0] >= OWN_GEMM_MIN_ROWS and OWN_GEMM_MIN_FLOPS <= flops <= OWN_GEMM_FLOPS:
-        if B.strides[1] == B.itemsize:  # dz^T @ x, dz @ W^T: straight to the unpacked kernel
-            _gemm_direct(A, B, out, out[0, :0], NONE)
-        else:  # x @ W (W^T's transpose): the dot-product route
-            _gemm_serial(A, B, out, out[0, :0], NONE, 0, 0, 0, 1)
+        matmul_own(A, B, out)
     else:
         np.dot(A, B, out)
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def matmul_own(A, B, out):
+    """out = A @ B on fastface's serial kernel, whatever the size; out may be a strided view."""
+    if B.strides[1] == B.itemsize:  # dz^T @ x, dz @ W^T: straight to the unpacked kernel
+        _gemm_direct(A, B, out, out[0, :0], NONE)
+    else:  # x @ W (W^T's transpose): the dot-product route
+        _gemm_serial(A, B, out, out[0, :0], NONE, 0, 0, 0, 1)
 
 
 # --- forward --------------------------------------------------------------------------------
@@ -564,40 +575,55 @@ def update(theta, grad, s1, s2, table, opt, hyper, t):
     slots are scratch for the bias corrections); t (1,) int64 is the step counter.
     Returns False when some weight's update was not finite (that weight is left unchanged).
     """
-    t[0] += 1
-    # Adam's bias corrections in float64, then stored (rounded) in hyper's dtype
-    hyper[H_STEP] = float(hyper[H_LR]) / (1.0 - float(hyper[H_BETA1]) ** t[0])
-    hyper[H_BC2S] = math.sqrt(1.0 - float(hyper[H_BETA2]) ** t[0])
-    lr = hyper[H_LR]
-    mom = hyper[H_MOMENTUM]
-    nesterov = hyper[H_NESTEROV] != 0
-    zero = lr - lr
+    next_step(hyper, t)
+    zero = hyper[H_LR] - hyper[H_LR]
     ok = True
     for l in range(table.shape[0]):
         IN = table[l, 0]
         OUT = table[l, 1]
-        for part in range(2):
-            if part == 0:  # W, decayed
-                lo = table[l, 2]
-                hi = lo + IN * OUT
-                decay = hyper[H_WD]
-            else:  # b, not decayed
-                lo = table[l, 3]
-                hi = lo + OUT
-                decay = zero
-            p = theta[lo:hi]
-            g = grad[lo:hi]
-            if opt == 1:
-                ok &= _adam(p, g, s1[lo:hi], s2[lo:hi], hyper[H_STEP], hyper[H_BETA1], hyper[H_BETA2],
-                            hyper[H_C1], hyper[H_C2], hyper[H_EPS], hyper[H_BC2S], decay)
-            elif mom != 0:
-                ok &= _momentum(p, g, s1[lo:hi], lr, decay, mom, nesterov)
-            else:
-                ok &= _sgd(p, g, lr, decay)
+        W = table[l, 2]
+        b = table[l, 3]
+        ok &= update_range(theta, grad, s1, s2, W, W + IN * OUT, hyper[H_WD], opt, hyper)  # W, decayed
+        ok &= update_range(theta, grad, s1, s2, b, b + OUT, zero, opt, hyper)  # b, not decayed
     return ok
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def next_step(hyper, t):
+    """t[0] += 1, and Adam's bias corrections for that step into hyper's scratch slots."""
+    t[0] += 1
+    # in float64, then stored (rounded) in hyper's dtype
+    hyper[H_STEP] = float(hyper[H_LR]) / (1.0 - float(hyper[H_BETA1]) ** t[0])
+    hyper[H_BC2S] = math.sqrt(1.0 - float(hyper[H_BETA2]) ** t[0])
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def update_range(theta, grad, s1, s2, lo, hi, decay, opt, hyper):
+    """The optimizer step (after next_step) on the parameters theta[lo:hi]; False when a new
+    value was not finite (that weight kept its value)."""
+    p = theta[lo:hi]
+    g = grad[lo:hi]
+    lr = hyper[H_LR]
+    mom = hyper[H_MOMENTUM]
+    if opt == 1:
+        return _adam(p, g, s1[lo:hi], s2[lo:hi], hyper[H_STEP], hyper[H_BETA1], hyper[H_BETA2],
+                     hyper[H_C1], hyper[H_C2], hyper[H_EPS], hyper[H_BC2S], decay)
+    if mom != 0:
+        return _momentum(p, g, s1[lo:hi], lr, decay, mom, hyper[H_NESTEROV] != 0)
+    return _sgd(p, g, lr, decay)
+
+
 # --- one epoch ------------------------------------------------------------------------------
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def gather(X, perm, start, xv):
+    """xv (nb, IN_0) <- the rows perm[start : start + nb] of X."""
+    for r in range(xv.shape[0]):
+        src = X[perm[start + r]]
+        dst = xv[r]
+        for k in range(src.shape[0]):
+            dst[k] = src[k]
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, hyper, t, A, D, xb, stats):
     """Every mini-batch of one epoch: gather, forward, loss, backward, update (module legend).
@@ -626,12 +652,7 @@ def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, h
     for start in range(0, N, B):
         nb = min(B, N - start)
         xv = xb[:nb]
-        IN = X.shape[1]
-        for r in range(nb):
-            src = X[perm[start + r]]
-            dst = xv[r]
-            for k in range(IN):
-                dst[k] = src[k]
+        gather(X, perm, start, xv)
         _forward(xv, nb, theta, table, A, True)
         value = _output_loss(A, D, Y, sw, perm, start, nb, OUT, table[L - 1, 4], table[L - 1, 5], loss, metric, stats)
         if not _finite(value):

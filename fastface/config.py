@@ -25,6 +25,16 @@ SMALL_FLOPS = 1 << 21
 SMALL_PREFERENCE = ("numba", "c", "numpy")
 LARGE_PREFERENCE = ("numpy", "c", "numba")
 
+# --- the fused training path (fastface._fused, fastface._fused_pair) ------------------------
+# FUSED_WORKERS = 2: fit trains the fused epochs of a network on two workers (threads) when
+# fastface._fused_pair.worthwhile says so: two Numba threads and two cores, and layer 0 doing
+# at least FUSED_PAIR_MIN_FLOPS multiply-adds a batch. Same weights as the serial fused path
+# (bit for bit on the course net). 1: always serial. Read at the start of every fit.
+# Measured (python benches/compare_peers.py, 2 cores): the course net 400-25-15-1 at batch
+# 32 (320k multiply-adds in layer 0): about 0.31 against 0.39 ms an epoch.
+FUSED_WORKERS = 2
+FUSED_PAIR_MIN_FLOPS = 1 << 17
+
 # --- C kernels --------------------------------------------------------------------------------
 # The C GEMM picks its cache blocks per SIMD level in csrc/ (fastface_kernels.inc);
 # fastface.backends.c_backend.set_options(mc=, kc=, nc=, simd=) overrides them at run time.

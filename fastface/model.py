@@ -41,7 +41,7 @@ import warnings
 
 import numpy as np
 
-from . import _fused, losses, ops, optim
+from . import _fused, _fused_pair, losses, ops, optim
 from .activations import DERIVATIVES, check_activation
 from .backends import get as _get_backend
 from .callbacks import Callback, EarlyStopping, ProgressBar
@@ -879,21 +879,34 @@ class _EpochState:
         self.weighted = not bool(np.all(w == 1))
         self.table = model._table(B)
         self.stats = np.zeros(4, dtype=np.float64)
+        self.pair = None
         if fused:
             self.A = model._workspace(B)
             self.D = model._workspace(B)
             self.xb = np.empty((B, X.shape[1]), dtype=X.dtype)
             self.loss_code = _fused.LOSS_CODES[model.loss]
             self.metric_code = _fused.METRIC_CODES[model._metric]
+            if _fused_pair.worthwhile(self.table, B):
+                self.pair = _fused_pair.Workspace(self.table, B, model.dtype)
 
     def run(self, perm, epoch, history):
         m = self.m
         opt = m.optimizer
         if self.fused:
-            status = _fused.train_epoch(
-                self.X, self.Y, self.w, perm, m.theta, m._grad, opt.s1, opt.s2, self.table,
-                self.loss_code, self.metric_code, opt.code, opt.hyper(m.dtype), opt.t, self.A, self.D, self.xb, self.stats,
-            )
+            status = _fused_pair.NO_PAIR
+            if self.pair is not None:
+                status = _fused_pair.train_epoch(
+                    self.X, self.Y, self.w, perm, m.theta, opt.s1, opt.s2, self.table, self.loss_code,
+                    self.metric_code, opt.code, opt.hyper(m.dtype), opt.t, self.pair, self.stats,
+                )
+                if status == _fused_pair.NO_PAIR:  # nothing changed: this epoch, and the rest, serially
+                    _fused_pair.failed = True
+                    self.pair = None
+            if status == _fused_pair.NO_PAIR:
+                status = _fused.train_epoch(
+                    self.X, self.Y, self.w, perm, m.theta, m._grad, opt.s1, opt.s2, self.table, self.loss_code,
+                    self.metric_code, opt.code, opt.hyper(m.dtype), opt.t, self.A, self.D, self.xb, self.stats,
+                )
             if status:
                 self._diverged(status, epoch, int(self.stats[3]), history)
             return self.stats[0], self.stats[1], self.stats[2]

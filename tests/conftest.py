@@ -3,6 +3,7 @@
 - Without a GPU, Numba's CUDA simulator is switched on *before numba is imported*, so the
   cuda backend's kernels run in CI on small shapes; on a machine with a GPU the very same
   tests run on the device.
+- At least two Numba threads, so that the two-worker fused epoch runs on any machine.
 - Real face data: ../shared/data next to the repository (or $FASTFACE_DATA). Tests that need
   it skip with the reason when it is absent (a user's clone has no shared/ folder).
 """
@@ -16,6 +17,10 @@ from fastface._device import has_nvidia_gpu  # imports no numba
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not has_nvidia_gpu():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+# The two-worker fused epoch (fastface._fused_pair) is tested on two Numba threads even where
+# CI has a single core (they then take turns: slower, the same results)
+if (os.cpu_count() or 1) < 2:
+    os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
