@@ -15,9 +15,9 @@ epochs (course k = 5: fastface.fit(epochs=5), five torch epoch loops, five sklea
 partial_fit calls; wide k = 1) and each one's epoch time is the best of its R runs / k (the machine is shared; the best is the
 least disturbed; predict latency: the best of 100 chunks of 200 calls). Threads are
 treated alike: PyTorch is timed at its default thread count and at 1 thread, fastface at its
-defaults (the course net's fused epoch on two workers, fastface._fused_pair, on a machine with
-two cores) and limited to 1 thread (Numba's threads, and BLAS's through threadpoolctl when
-installed); each side's faster setting is the one compared.
+defaults, limited to 1 thread and given 2 (Numba's threads, config.FUSED_WORKERS, which runs
+the course net's fused epoch on two workers, fastface._fused_pair, and BLAS's through
+threadpoolctl when installed); each side's faster setting is the one compared.
 Results are checked: every framework's training loss must stay finite (and is printed), and fastface's
 predictions must match a plain NumPy forward pass. Absent peers are reported, not fatal.
 
@@ -245,24 +245,27 @@ def main(argv=None):
     except ImportError:
         print("threadpoolctl: absent; fastface's BLAS timed at its default thread count only")
         threadpool_limits = None
-    thread_settings = (None, 1)
+    import numba
+
+    thread_settings = (None, 1) + ((2,) if numba.config.NUMBA_NUM_THREADS >= 2 else ())
 
     @contextlib.contextmanager
     def limit(threads):
-        """fastface on `threads` threads: its BLAS (threadpoolctl) and its Numba threads (the
-        fused path's two workers, the numba backend's parallel loops); None: the defaults."""
+        """fastface on `threads` threads: Numba's (the numba backend's parallel loops; at 2,
+        the fused epoch on two workers: config.FUSED_WORKERS = 2) and BLAS's (threadpoolctl);
+        None: the defaults (the serial fused epoch)."""
         if threads is None:
             yield
             return
-        import numba
-
-        old = numba.get_num_threads()
+        old = numba.get_num_threads(), ff.config.FUSED_WORKERS
         numba.set_num_threads(threads)
+        ff.config.FUSED_WORKERS = threads
         try:
             with threadpool_limits(limits=threads) if threadpool_limits else contextlib.nullcontext():
                 yield
         finally:
-            numba.set_num_threads(old)
+            numba.set_num_threads(old[0])
+            ff.config.FUSED_WORKERS = old[1]
 
     results = {}
     configs = [COURSE] + ([] if args.skip_wide else [WIDE])

@@ -6,7 +6,7 @@ in addition:
     o0, o1               worker t's layer-0 units: [0, h) for t = 0, [h, OUT_0) for t = 1,
                          h = ceil(OUT_0 / 2)
     P1 = table[1, 2]     theta[:P1] is layer 0 (W^T then b), theta[P1:] layers 1..
-    xb     (2, B, IN_0)  each worker's gathered batch (the whole batch: both need every row)
+    xb     (2, B*IN_0)   each worker's gathered batch (the whole batch: both need every row)
     z0     (2, 2, B*h)   layer 0's activations, shared: by batch parity, by worker, (nb, its units)
     mine   (2, P)        each worker's copy of theta for layers 1.. (its [P1:])
     grads  (2, P)        each worker's gradient: its own layer-0 rows, and layers 1..
@@ -14,6 +14,7 @@ in addition:
     hypers (2, N_HYPER)  each worker's hyper (its scratch slots are written per step)
     steps  (2, 1)        each worker's step counter
     A, D   (2, B*sum OUT_l)  each worker's activations and gradients
+                         (every per-worker buffer: its two rows on separate cache lines)
     stats  (2, 4)        each worker's stats (worker 0's are returned)
     sync   (1,)          int64 meeting counter; flags (2, 2) int64: a flag per worker, per
                          meeting parity; status (2,) int64: each worker's return code
@@ -180,10 +181,10 @@ def _worker(t, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt,
     """Worker t's part of the epoch (module legend); returns the status of train_epoch."""
     theta, s1, s2 = _view(theta), _view(s1), _view(s2)
     mine, grad, m1, m2, A, D = _view(mine), _view(grad), _view(m1), _view(m2), _view(A), _view(D)
-    xb, z0 = _view(xb), _view(z0)
+    xb = _view(xb)
     N = X.shape[0]
     L = table.shape[0]
-    B = xb.shape[1]
+    B = xb.shape[0] // table[0, 0]
     OUT = table[L - 1, 1]
     IN0 = table[0, 0]
     OUT0 = table[0, 1]
@@ -209,18 +210,19 @@ def _worker(t, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt,
     for start in range(0, N, B):
         nb = min(B, N - start)
         par = batch % 2
-        xv = xb[t, :nb]
+        xv = xb[: nb * IN0].reshape((nb, IN0))
         F.gather(X, perm, start, xv)  # the whole batch: sharing halves across cores costs more
         # this worker's layer-0 units, (nb, o1 - o0) contiguous in its own exchange buffer
         # (the two halves of one row share cache lines: written by both, they would bounce)
         w = o1 - o0
-        zb = z0[par, t, : nb * w].reshape((nb, w))
+        own = _view(z0[par, t])
+        zb = own[: nb * w].reshape((nb, w))
         F.matmul_own(xv, WT0[o0:o1].T, zb)
         for r in range(nb):
             row = zb[r]
             for o in range(w):
                 row[o] += b0[o0 + o]
-        F.act_elementwise(z0[par, t, : nb * w], act0)
+        F.act_elementwise(own[: nb * w], act0)
         k += 1
         if not _meet_flag(sync, flags, k, t, updated):
             stats[3] = batch - 1
@@ -229,7 +231,7 @@ def _worker(t, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt,
         for u in range(2):  # both halves into this worker's own layer-0 block
             lo = 0 if u == 0 else half
             wu = half if u == 0 else OUT0 - half
-            zu = z0[par, u, : nb * wu].reshape((nb, wu))
+            zu = _view(z0[par, u])[: nb * wu].reshape((nb, wu))
             for r in range(nb):
                 dst = a0[r, lo : lo + wu]
                 src = zu[r]
@@ -290,7 +292,7 @@ def _pair(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, t,
     flags[:, :] = 1
     for w in prange(2):
         status[w] = _worker(w, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, mine[w], grads[w],
-                            m1[w], m2[w], hypers[w], steps[w], A[w], D[w], xb, z0, sync, flags, stats[w])
+                            m1[w], m2[w], hypers[w], steps[w], A[w], D[w], xb[w], z0, sync, flags, stats[w])
     if status[0] == NO_PAIR or status[1] == NO_PAIR:
         return NO_PAIR
     theta[P1:] = mine[0, P1:]
@@ -301,25 +303,36 @@ def _pair(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, t,
     return status[0]
 
 
+LINE = 128  # bytes between the two workers' rows of a per-worker buffer (two 64-byte cache lines)
+
+
+def _rows(n, dtype, lead=(2,)):
+    """(*lead, n) zeros whose rows never share a cache line (each padded by LINE bytes, so
+    that one worker's writes do not evict the line the other is writing)."""
+    dtype = np.dtype(dtype)
+    per_line = LINE // dtype.itemsize
+    return np.zeros(lead + (-(-n // per_line) * per_line + per_line,), dtype)[..., :n]
+
+
 class Workspace:
     """The two workers' buffers for one fit (allocated once, reused every epoch)."""
 
     def __init__(self, table, B, dtype):
         P = int(table[-1, 3] + table[-1, 1])
         acts = B * int(table[:, 1].sum())
-        self.mine = np.zeros((2, P), dtype)
-        self.grads = np.zeros((2, P), dtype)
-        self.m1 = np.zeros((2, P), dtype)
-        self.m2 = np.zeros((2, P), dtype)
-        self.hypers = np.zeros((2, F.N_HYPER), dtype)
-        self.steps = np.zeros((2, 1), np.int64)
-        self.A = np.zeros((2, acts), dtype)
-        self.D = np.zeros((2, acts), dtype)
-        self.xb = np.zeros((2, B, int(table[0, 0])), dtype)
-        self.z0 = np.zeros((2, 2, B * ((int(table[0, 1]) + 1) // 2)), dtype)
-        self.sync = np.zeros(1, np.int64)
+        self.mine = _rows(P, dtype)
+        self.grads = _rows(P, dtype)
+        self.m1 = _rows(P, dtype)
+        self.m2 = _rows(P, dtype)
+        self.hypers = _rows(F.N_HYPER, dtype)
+        self.steps = _rows(1, np.int64)
+        self.A = _rows(acts, dtype)
+        self.D = _rows(acts, dtype)
+        self.xb = _rows(B * int(table[0, 0]), dtype)
+        self.z0 = _rows(B * ((int(table[0, 1]) + 1) // 2), dtype, lead=(2, 2))  # by batch parity, by worker
+        self.sync = np.zeros(LINE // 8, np.int64)[:1]
         self.flags = np.zeros((2, 2), np.int64)
-        self.stats = np.zeros((2, 4), np.float64)
+        self.stats = _rows(4, np.float64)
         self.status = np.zeros(2, np.int64)
 
 
@@ -327,7 +340,7 @@ def train_epoch(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, 
     """fastface._fused.train_epoch on two workers (same arguments and results; `ws` is this
     fit's Workspace); returns NO_PAIR, having changed nothing, when the second worker did
     not come."""
-    for a in (X, Y, sw, perm, theta, s1, s2, hyper, t):
+    for a in (X, Y, sw, perm, theta, s1, s2, hyper, t, ws.mine[0], ws.xb[1], ws.z0[0, 1]):
         if not a.flags.c_contiguous:
             raise ValueError("fastface._fused_pair: every buffer must be C-contiguous")
     status = _pair(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, t, ws.mine, ws.grads, ws.m1,

@@ -27,12 +27,17 @@ LARGE_PREFERENCE = ("numpy", "c", "numba")
 
 # --- the fused training path (fastface._fused, fastface._fused_pair) ------------------------
 # FUSED_WORKERS = 2: fit trains the fused epochs of a network on two workers (threads) when
-# fastface._fused_pair.worthwhile says so: two Numba threads and two cores, and layer 0 doing
-# at least FUSED_PAIR_MIN_FLOPS multiply-adds a batch. Same weights as the serial fused path
-# (bit for bit on the course net). 1: always serial. Read at the start of every fit.
-# Measured (python benches/compare_peers.py, 2 cores): the course net 400-25-15-1 at batch
-# 32 (320k multiply-adds in layer 0): about 0.31 against 0.39 ms an epoch.
-FUSED_WORKERS = 2
+# fastface._fused_pair.worthwhile says so (two Numba threads and two cores for the process;
+# layer 0 doing at least FUSED_PAIR_MIN_FLOPS multiply-adds a batch); the weights are the
+# serial path's (bit for bit with SGD, momentum and weight decay; Adam within rounding).
+# 1 (the default): the serial fused epoch. Read at the start of every fit.
+# Opt-in, because the two workers meet twice a batch and so need two cores that are really
+# free. Measured on a 2-core VM, the course net 400-25-15-1 at batch 32, in a fit
+# (python benches/compare_peers.py): 0.35-0.44 against 0.43-0.46 ms an epoch with OpenMP's
+# default spinning threads (the less, the busier the other core: interleaved with PyTorch's
+# and OpenBLAS's spinning pools, 0.44 against 0.46); with OMP_WAIT_POLICY=PASSIVE 1.2 ms,
+# 2.7x slower than serial.
+FUSED_WORKERS = 1
 FUSED_PAIR_MIN_FLOPS = 1 << 17
 
 # --- C kernels --------------------------------------------------------------------------------

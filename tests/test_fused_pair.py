@@ -183,6 +183,8 @@ def test_without_a_second_worker_nothing_changes_and_fit_goes_on_serially(monkey
 
 
 def test_when_the_pair_path_is_taken(monkeypatch):
+    assert config.FUSED_WORKERS == 1  # opt-in
+    monkeypatch.setattr(config, "FUSED_WORKERS", 2)
     monkeypatch.setattr(_fused_pair, "failed", False)
     monkeypatch.setattr(_fused_pair, "AVAILABLE", True)
     monkeypatch.setattr(_fused_pair, "_cores", lambda: 2)
