@@ -4,7 +4,7 @@
     python -m pytest benches/bench_models.py --benchmark-only -k course   # the course net only
 
 Course net: 400-25-15-1 sigmoid, BCE, SGD, batch 32, n = 1000, float32 (one epoch per round),
-on the fused path, the per-layer path, PyTorch eager and scikit-learn (peers skip when absent).
+on the fused path (serial, and on two workers), the per-layer path, PyTorch eager and scikit-learn (peers skip when absent).
 Wide net: 4096-1024-512-40 relu/softmax, batch 128, n = 2048. One-example predict latency.
 Every entry warms up first (compilation excluded) and checks its result.
 """
@@ -43,8 +43,13 @@ def course_data():
     return _data(COURSE, 1000)
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "per-layer"])
-def test_course_epoch_fastface(benchmark, course_data, fused):
+@pytest.mark.parametrize("fused, workers", [(True, 1), (True, 2), (False, 1)], ids=["fused", "fused-2-workers", "per-layer"])
+def test_course_epoch_fastface(benchmark, course_data, fused, workers, monkeypatch):
+    from fastface import _fused_pair
+
+    monkeypatch.setattr(ff.config, "FUSED_WORKERS", workers)
+    if workers == 2 and not _fused_pair.worthwhile(_model(COURSE, "sigmoid")._table(32), 32):
+        pytest.skip("the two-worker fused epoch needs two cores and two Numba threads")
     X, y = course_data
     model = _model(COURSE, "sigmoid", fused)
     model.fit(X, y, epochs=1, batch_size=32, verbose=0)  # compile
