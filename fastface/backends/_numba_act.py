@@ -73,12 +73,24 @@ def _relu1(z, zero):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def _sigmoid_rows(z, out, r0, r1):
-    """out[r0:r1] = sigmoid(z[r0:r1]); z (M, P) any strides, out (M, P)."""
+    """out[r0:r1] = sigmoid(z[r0:r1]); z (M, P) any strides, out (M, P).
+
+    Rows of unit stride go through unit-stride views: Numba's any-layout indexing z[i, j]
+    kept this loop scalar (256 x 4096 float32, fastface.ops.sigmoid on 2 threads: 8.1 ms,
+    now 0.22 ms; NumPy's 1 / (1 + exp(-z)) 2.2 ms).
+    """
     one = out.dtype.type(1)
     P = z.shape[1]
+    unit = z.strides[1] == z.itemsize
     for i in range(r0, r1):
-        for j in range(P):
-            out[i, j] = _sigmoid1(z[i, j], one)
+        dst = out[i]
+        if unit:
+            src = flat_span(z[i], 0, P)
+            for j in range(P):
+                dst[j] = _sigmoid1(src[j], one)
+        else:
+            for j in range(P):
+                dst[j] = _sigmoid1(z[i, j], one)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
