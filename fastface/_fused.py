@@ -613,6 +613,57 @@ def update_range(theta, grad, s1, s2, lo, hi, decay, opt, hyper):
     return _sgd(p, g, lr, decay)
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def sgd_step(theta, grad, table, hyper):
+    """Plain SGD (no momentum) on every parameter, grad used as scratch.
+
+    One pass writes each new value (p - lr * (g + decay * p)) into grad and sums g * 0 and
+    new * 0 (0, or NaN as soon as one term is inf or NaN); a second copies grad into theta.
+    Returns 0; 1 when a gradient was not finite (theta unchanged); 2 when an update was not
+    finite (those weights keep their value, the others are updated). Replaces all_finite +
+    update for plain SGD: three passes over the parameters become two (the course net's
+    10416: 0.75 -> 0.40 us a batch).
+    """
+    lr = hyper[H_LR]
+    zero = lr - lr
+    sg = zero
+    sn = zero
+    for l in range(table.shape[0]):
+        IN = table[l, 0]
+        OUT = table[l, 1]
+        for part in range(2):
+            lo = table[l, 2] if part == 0 else table[l, 3]
+            n = IN * OUT if part == 0 else OUT
+            decay = hyper[H_WD] if part == 0 else zero
+            p = theta[lo : lo + n]
+            g = grad[lo : lo + n]
+            if decay == zero:
+                for i in range(n):
+                    gi = g[i]
+                    new = p[i] - lr * gi
+                    sg += gi * zero
+                    sn += new * zero
+                    g[i] = new
+            else:
+                for i in range(n):
+                    gi = g[i]
+                    new = _sgd_new(p[i], gi, lr, decay)
+                    sg += gi * zero
+                    sn += new * zero
+                    g[i] = new
+    if sg != zero:
+        return 1
+    P = theta.shape[0]
+    if sn == zero:
+        for i in range(P):
+            theta[i] = grad[i]
+        return 0
+    for i in range(P):
+        if _finite(grad[i]):
+            theta[i] = grad[i]
+    return 2
+
+
 # --- one epoch ------------------------------------------------------------------------------
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def gather(X, perm, start, xv):
@@ -659,11 +710,19 @@ def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, h
             stats[3] = batch
             return 1
         _backward(xv, nb, theta, grad, table, A, D)
-        if not all_finite(grad):
-            stats[3] = batch
-            return 1
+        if opt == 0 and hyper[H_MOMENTUM] == 0:  # plain SGD: the finite checks in its own pass
+            status = sgd_step(theta, grad, table, hyper)
+            if status == 1:
+                stats[3] = batch
+                return 1
+            next_step(hyper, t)
+        else:
+            if not all_finite(grad):
+                stats[3] = batch
+                return 1
+            status = 0 if update(theta, grad, s1, s2, table, opt, hyper, t) else 2
         stats[0] += value * nb
-        if not update(theta, grad, s1, s2, table, opt, hyper, t):
+        if status == 2:
             stats[3] = batch
             return 2
         batch += 1

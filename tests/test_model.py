@@ -146,6 +146,40 @@ def test_fused_matmul_every_route(dtype):
     assert 64 * 1024 * 64 > _fused.OWN_GEMM_FLOPS > 32 * 400 * 25 >= _fused.OWN_GEMM_MIN_FLOPS > 32 * 15 * 1
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_plain_sgd_step_checks_like_the_optimizer_update(dtype):
+    """fastface._fused.sgd_step (plain SGD, the finite checks inside its own pass) against
+    all_finite + update: the same weights, and the same outcome when a gradient is NaN (no
+    weight changes) or an update overflows (that weight keeps its value, the others move)."""
+    from fastface import _fused
+
+    model = course_net(input_dim=400, dtype=dtype)
+    model.compile(loss="binary_crossentropy", optimizer="sgd", learning_rate=0.1, weight_decay=1e-3)
+    opt = model.optimizer
+    opt.build(model.theta.size, model.dtype)
+    table, hyper = model._table(32), opt.hyper(model.dtype)
+    rng = np.random.default_rng(0)
+    big = np.finfo(dtype).max
+    for case in ("finite", "nan", "overflow"):
+        g = (rng.random(model.theta.size) - 0.5).astype(dtype)
+        theta = model.theta.copy()
+        if case == "nan":
+            g[7] = np.nan
+        elif case == "overflow":
+            theta[3], g[3] = big / 2, -big  # p - lr * g = 0.6 * max: fine; at 30: overflow
+            hyper[_fused.H_LR] = 30
+        ref, grad = theta.copy(), g.copy()
+        finite = _fused.all_finite(grad)
+        ok = finite and _fused.update(ref, grad, opt.s1, opt.s2, table, 0, hyper, opt.t)
+        got, scratch = theta.copy(), g.copy()
+        status = _fused.sgd_step(got, scratch, table, hyper)
+        assert status == (0 if ok else 1 if not finite else 2), case
+        np.testing.assert_array_equal(got, ref if finite else theta)
+        if case == "overflow":
+            assert got[3] == theta[3] and np.all(np.isfinite(got)) and not np.array_equal(got, theta)
+        hyper[_fused.H_LR] = 0.1
+
+
 def test_fused_entry_points_refuse_strided_buffers():
     """The fused entry points view their buffers without reference counting (carray), which
     needs C-contiguous memory: a strided buffer is refused, never read as another layout."""
