@@ -51,7 +51,8 @@ GEMM (the numba backend's unpacked micro-kernel, :func:`fastface.backends._numba
 at the course's 32 x 400 x 25 layer as fast as OpenBLAS's AVX-512 small-matrix kernels and
 3x faster than its AVX2 ones); smaller and larger ones go to BLAS through np.dot with preallocated
 outputs (numba calls the same BLAS as NumPy). Everything else is plain serial loops, so a run
-is deterministic: the same seed gives bit-identical weights.
+is deterministic: the same seed gives bit-identical weights. fastface._fused_pair runs the
+same epoch on two workers (opt-in: config.FUSED_WORKERS) from these helpers.
 """
 
 from __future__ import annotations
