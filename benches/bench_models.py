@@ -48,7 +48,7 @@ def test_course_epoch_fastface(benchmark, course_data, fused, workers, monkeypat
     from fastface import _fused_pair
 
     monkeypatch.setattr(ff.config, "FUSED_WORKERS", workers)
-    if workers == 2 and not _fused_pair.worthwhile(_model(COURSE, "sigmoid")._table(32), 32):
+    if workers == 2 and not _fused_pair.worthwhile(_model(COURSE, "sigmoid")._table(32), 32, 1000):
         pytest.skip("the two-worker fused epoch needs two cores and two Numba threads")
     X, y = course_data
     model = _model(COURSE, "sigmoid", fused)

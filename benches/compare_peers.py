@@ -73,7 +73,8 @@ def setup_fastface(cfg, X, y):
 
     def epoch():
         losses.extend(model.fit(X, y, epochs=cfg["k"], batch_size=cfg["batch"], verbose=0)["loss"])
-        pair = model.uses_fused_path(cfg["batch"]) and _fused_pair.worthwhile(model._table(cfg["batch"]), cfg["batch"])
+        B = cfg["batch"]
+        pair = model.uses_fused_path(B) and _fused_pair.worthwhile(model._table(B), B, cfg["n"])
         workers.add(2 if pair else 1)
 
     def note():

@@ -337,9 +337,9 @@ class Workspace:
 
 
 def train_epoch(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, t, ws, stats):
-    """fastface._fused.train_epoch on two workers (same arguments and results; `ws` is this
-    fit's Workspace); returns NO_PAIR, having changed nothing, when the second worker did
-    not come."""
+    """fastface._fused.train_epoch on two workers (same arguments and results, bit for bit
+    with SGD where worthwhile() holds; `ws` is this fit's Workspace); returns NO_PAIR, having
+    changed nothing, when the second worker did not come."""
     for a in (X, Y, sw, perm, theta, s1, s2, hyper, t, ws.mine[0], ws.xb[1], ws.z0[0, 1]):
         if not a.flags.c_contiguous:
             raise ValueError("fastface._fused_pair: every buffer must be C-contiguous")
@@ -361,21 +361,28 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def worthwhile(table, B) -> bool:
+def worthwhile(table, B, N) -> bool:
     """True when fit should train the fused epochs of this network (its fastface._fused
-    table for batch capacity B) on two workers.
+    table for batch capacity B, N examples) on two workers.
 
     Needs config.FUSED_WORKERS >= 2, two Numba threads (numba.set_num_threads /
     NUMBA_NUM_THREADS) and two cores for this process; a network of at least two layers whose
-    layer 0 is elementwise (not softmax) with at least two units and holds enough of the work
-    (config.FUSED_PAIR_MIN_FLOPS multiply-adds a batch, within the serial kernel's range);
-    and no product large enough to start BLAS's own threads inside the workers.
+    layer 0 is elementwise (not softmax) and holds enough of the work
+    (config.FUSED_PAIR_MIN_FLOPS multiply-adds a batch); and no product large enough to start
+    BLAS's own threads inside the workers. Every batch, the last one too, must have layer 0's
+    two products on fastface's own kernel in the serial path as well (at least
+    _fused.OWN_GEMM_MIN_ROWS rows and units, OWN_GEMM_MIN_FLOPS to OWN_GEMM_FLOPS
+    multiply-adds), which the workers use for their halves: so both paths compute every value
+    alike.
     """
     if failed or not AVAILABLE or config.FUSED_WORKERS < 2 or len(table) < 2:
         return False
-    if table[0, 5] == F.ACT_CODES["softmax"] or table[0, 1] < 2:
+    IN0, OUT0 = int(table[0, 0]), int(table[0, 1])
+    last = N - (N - 1) // B * B  # rows of the last batch
+    if table[0, 5] == F.ACT_CODES["softmax"] or min(OUT0, last) < F.OWN_GEMM_MIN_ROWS:
         return False
-    flops = [B * int(row[0]) * int(row[1]) for row in table]
-    if not config.FUSED_PAIR_MIN_FLOPS <= flops[0] <= F.OWN_GEMM_FLOPS or max(flops) > F.OWN_GEMM_FLOPS:
+    if B * IN0 * OUT0 < config.FUSED_PAIR_MIN_FLOPS or last * IN0 * OUT0 < F.OWN_GEMM_MIN_FLOPS:
+        return False
+    if max(B * int(row[0]) * int(row[1]) for row in table) > F.OWN_GEMM_FLOPS:
         return False
     return numba.get_num_threads() >= 2 and _cores() >= 2

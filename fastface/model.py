@@ -886,7 +886,7 @@ class _EpochState:
             self.xb = np.empty((B, X.shape[1]), dtype=X.dtype)
             self.loss_code = _fused.LOSS_CODES[model.loss]
             self.metric_code = _fused.METRIC_CODES[model._metric]
-            if _fused_pair.worthwhile(self.table, B):
+            if _fused_pair.worthwhile(self.table, B, X.shape[0]):
                 self.pair = _fused_pair.Workspace(self.table, B, model.dtype)
 
     def run(self, perm, epoch, history):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import fastface as ff
 from fastface import _fused, _fused_pair, config
@@ -130,6 +132,48 @@ def test_pair_epoch_matches_serial_epoch(opt, dtype):
 
 
 @needs_two
+@settings(max_examples=20)
+@given(
+    IN=st.sampled_from([64, 97, 400, 1000]), OUT0=st.sampled_from([4, 5, 13, 25, 64]), OUT1=st.sampled_from([1, 4, 15]),
+    N=st.integers(4, 210), B=st.sampled_from([4, 7, 16, 32, 64]), dtype=st.sampled_from(["float32", "float64"]),
+    hidden=st.sampled_from(["sigmoid", "relu", "tanh", "linear"]),
+    opt=st.sampled_from([dict(optimizer="sgd", learning_rate=0.1), dict(optimizer="sgd", learning_rate=0.05, momentum=0.9),
+                         dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True),
+                         dict(optimizer="sgd", learning_rate=0.1, weight_decay=1e-2)]),
+)
+def test_pair_equals_serial_wherever_the_rule_allows_it(IN, OUT0, OUT1, N, B, dtype, hidden, opt):
+    """Any shape whose layer-0 products worthwhile() admits (its kernel conditions; the speed
+    threshold aside) trains bit for bit like the serial fused epoch: SGD, momentum, Nesterov,
+    weight decay; 1 to 53 batches, a short last one; both dtypes."""
+    B = min(B, N)
+    last = N - (N - 1) // B * B
+    assume(min(OUT0, last) >= _fused.OWN_GEMM_MIN_ROWS)
+    assume(all(_fused.OWN_GEMM_MIN_FLOPS <= n * IN * OUT0 <= _fused.OWN_GEMM_FLOPS for n in (B, last)))
+    model = ff.Sequential([ff.Dense(OUT0, hidden), ff.Dense(OUT1, "sigmoid"), ff.Dense(1, "sigmoid")], input_dim=IN,
+                          dtype=dtype, seed=N)
+    model.compile(loss="binary_crossentropy", **opt)
+    rng = np.random.default_rng(N)
+    X = rng.random((N, IN)).astype(dtype)
+    y = rng.integers(0, 2, N)
+    state, perm = _epoch_args(model, X, y, B)
+    o = model.optimizer
+    copies = [[model.theta.copy(), o.s1.copy(), o.s2.copy(), o.t.copy(), o.hyper(model.dtype)] for _ in range(2)]
+    stats = [np.zeros(4), np.zeros(4)]
+    ws = _fused_pair.Workspace(state.table, B, model.dtype)
+    for _ in range(2):
+        theta, s1, s2, t, h = copies[0]
+        a = _fused.train_epoch(X, state.Y, state.w, perm, theta, model._grad, s1, s2, state.table, state.loss_code,
+                               state.metric_code, o.code, h, t, state.A, state.D, state.xb, stats[0])
+        theta, s1, s2, t, h = copies[1]
+        b = _fused_pair.train_epoch(X, state.Y, state.w, perm, theta, s1, s2, state.table, state.loss_code,
+                                    state.metric_code, o.code, h, t, ws, stats[1])
+        assert a == b
+    np.testing.assert_array_equal(stats[0], stats[1])
+    for u, v in zip(copies[0], copies[1]):
+        np.testing.assert_array_equal(u, v)
+
+
+@needs_two
 def test_pair_divergence_reports_what_the_serial_path_reports(monkeypatch, pair_calls):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(256, 400)) * 1e3
@@ -169,7 +213,7 @@ def test_without_a_second_worker_nothing_changes_and_fit_goes_on_serially(monkey
         for a, b in zip(before, (model.theta, o.s1, o.t)):
             assert np.array_equal(a, b)
         # fit, told the pair path is worthwhile, falls back to the serial path and stays there
-        monkeypatch.setattr(_fused_pair, "worthwhile", lambda table, B: True)
+        monkeypatch.setattr(_fused_pair, "worthwhile", lambda table, B, N: True)
         monkeypatch.setattr(config, "FUSED_WORKERS", 2)
         history = model.fit(X, y, epochs=3, batch_size=32, verbose=0)
     finally:
@@ -195,23 +239,25 @@ def test_when_the_pair_path_is_taken(monkeypatch):
         return model._table(B)
 
     course = table((400, 25, 15, 1), ("sigmoid",) * 3)
-    assert _fused_pair.worthwhile(course, 32)
-    assert not _fused_pair.worthwhile(table((400, 25, 15, 1), ("sigmoid",) * 3, B=8), 8)  # 80k multiply-adds
-    assert not _fused_pair.worthwhile(table((64, 25, 15, 10), ("relu", "relu", "softmax")), 32)  # digits: 51k
-    assert not _fused_pair.worthwhile(table((4096, 25, 1), ("sigmoid",) * 2), 32)  # 3.3M: BLAS's range
-    assert not _fused_pair.worthwhile(table((400, 25), ("sigmoid",)), 32)  # one layer
-    assert not _fused_pair.worthwhile(table((400, 25, 1), ("softmax", "sigmoid")), 32)  # softmax layer 0
+    assert _fused_pair.worthwhile(course, 32, 1000)  # the last batch: 8 rows
+    assert not _fused_pair.worthwhile(course, 32, 993)  # a last batch of 1 row: BLAS in the serial path
+    assert not _fused_pair.worthwhile(table((400, 25, 15, 1), ("sigmoid",) * 3, B=8), 8, 1000)  # 80k multiply-adds
+    assert not _fused_pair.worthwhile(table((64, 25, 15, 10), ("relu", "relu", "softmax")), 32, 1000)  # digits: 51k
+    assert not _fused_pair.worthwhile(table((4096, 25, 1), ("sigmoid",) * 2), 32, 1000)  # 3.3M: BLAS's range
+    assert not _fused_pair.worthwhile(table((400, 25), ("sigmoid",)), 32, 1000)  # one layer
+    assert not _fused_pair.worthwhile(table((400, 25, 1), ("softmax", "sigmoid")), 32, 1000)  # softmax layer 0
+    assert not _fused_pair.worthwhile(table((2000, 3, 1), ("sigmoid",) * 2), 32, 1000)  # 3 units: BLAS's dW
     monkeypatch.setattr(_fused_pair.numba, "get_num_threads", lambda: 1)
-    assert not _fused_pair.worthwhile(course, 32)
+    assert not _fused_pair.worthwhile(course, 32, 1000)
     monkeypatch.setattr(_fused_pair.numba, "get_num_threads", lambda: 2)
     monkeypatch.setattr(_fused_pair, "_cores", lambda: 1)
-    assert not _fused_pair.worthwhile(course, 32)
+    assert not _fused_pair.worthwhile(course, 32, 1000)
     monkeypatch.setattr(_fused_pair, "_cores", lambda: 2)
     monkeypatch.setattr(config, "FUSED_WORKERS", 1)
-    assert not _fused_pair.worthwhile(course, 32)
+    assert not _fused_pair.worthwhile(course, 32, 1000)
     monkeypatch.setattr(config, "FUSED_WORKERS", 2)
     monkeypatch.setattr(_fused_pair, "failed", True)
-    assert not _fused_pair.worthwhile(course, 32)
+    assert not _fused_pair.worthwhile(course, 32, 1000)
 
 
 def test_pair_refuses_strided_buffers():
