@@ -638,7 +638,7 @@ def sgd_step(theta, grad, table, hyper):
             decay = hyper[H_WD] if part == 0 else zero
             p = theta[lo : lo + n]
             g = grad[lo : lo + n]
-            if decay == zero:
+            if decay == zero:  # two loops, as in _sgd: one loop with a select costs 0.08 us a batch
                 for i in range(n):
                     gi = g[i]
                     new = p[i] - lr * gi

@@ -7,7 +7,9 @@ in addition:
                          h = ceil(OUT_0 / 2)
     P1 = table[1, 2]     theta[:P1] is layer 0 (W^T then b), theta[P1:] layers 1..
     xb     (2, B*IN_0)   each worker's gathered batch (the whole batch: both need every row)
-    z0     (2, 2, B*h)   layer 0's activations, shared: by batch parity, by worker, (nb, its units)
+    z0     (2, B*h)      layer 0's activations, shared: by worker, (nb, its units); one buffer
+                         each is enough: a worker writes the next batch's only after meeting
+                         2, which the other reaches after copying this batch's
     mine   (2, P)        each worker's copy of theta for layers 1.. (its [P1:])
     grads  (2, P)        each worker's gradient: its own layer-0 rows, and layers 1..
     m1, m2 (2, P)        each worker's optimizer state for layers 1..
@@ -209,13 +211,12 @@ def _worker(t, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt,
     updated = True  # the previous batch's update stayed finite (for this worker's part)
     for start in range(0, N, B):
         nb = min(B, N - start)
-        par = batch % 2
         xv = xb[: nb * IN0].reshape((nb, IN0))
         F.gather(X, perm, start, xv)  # the whole batch: sharing halves across cores costs more
         # this worker's layer-0 units, (nb, o1 - o0) contiguous in its own exchange buffer
         # (the two halves of one row share cache lines: written by both, they would bounce)
         w = o1 - o0
-        own = _view(z0[par, t])
+        own = _view(z0[t])
         zb = own[: nb * w].reshape((nb, w))
         F.matmul_own(xv, WT0[o0:o1].T, zb)
         for r in range(nb):
@@ -231,7 +232,7 @@ def _worker(t, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt,
         for u in range(2):  # both halves into this worker's own layer-0 block
             lo = 0 if u == 0 else half
             wu = half if u == 0 else OUT0 - half
-            zu = _view(z0[par, u])[: nb * wu].reshape((nb, wu))
+            zu = _view(z0[u])[: nb * wu].reshape((nb, wu))
             for r in range(nb):
                 dst = a0[r, lo : lo + wu]
                 src = zu[r]
@@ -306,12 +307,12 @@ def _pair(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, t,
 LINE = 128  # bytes between the two workers' rows of a per-worker buffer (two 64-byte cache lines)
 
 
-def _rows(n, dtype, lead=(2,)):
-    """(*lead, n) zeros whose rows never share a cache line (each padded by LINE bytes, so
+def _rows(n, dtype):
+    """(2, n) zeros whose two rows never share a cache line (each padded by LINE bytes, so
     that one worker's writes do not evict the line the other is writing)."""
     dtype = np.dtype(dtype)
     per_line = LINE // dtype.itemsize
-    return np.zeros(lead + (-(-n // per_line) * per_line + per_line,), dtype)[..., :n]
+    return np.zeros((2, -(-n // per_line) * per_line + per_line), dtype)[:, :n]
 
 
 class Workspace:
@@ -329,7 +330,7 @@ class Workspace:
         self.A = _rows(acts, dtype)
         self.D = _rows(acts, dtype)
         self.xb = _rows(B * int(table[0, 0]), dtype)
-        self.z0 = _rows(B * ((int(table[0, 1]) + 1) // 2), dtype, lead=(2, 2))  # by batch parity, by worker
+        self.z0 = _rows(B * ((int(table[0, 1]) + 1) // 2), dtype)
         self.sync = np.zeros(LINE // 8, np.int64)[:1]
         self.flags = np.zeros((2, 2), np.int64)
         self.stats = _rows(4, np.float64)
@@ -340,7 +341,7 @@ def train_epoch(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, 
     """fastface._fused.train_epoch on two workers (same arguments and results, bit for bit
     with SGD where worthwhile() holds; `ws` is this fit's Workspace); returns NO_PAIR, having
     changed nothing, when the second worker did not come."""
-    for a in (X, Y, sw, perm, theta, s1, s2, hyper, t, ws.mine[0], ws.xb[1], ws.z0[0, 1]):
+    for a in (X, Y, sw, perm, theta, s1, s2, hyper, t, ws.mine[0], ws.xb[1], ws.z0[1]):
         if not a.flags.c_contiguous:
             raise ValueError("fastface._fused_pair: every buffer must be C-contiguous")
     status = _pair(X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt, hyper, t, ws.mine, ws.grads, ws.m1,

@@ -893,11 +893,12 @@ class _EpochState:
         m = self.m
         opt = m.optimizer
         if self.fused:
+            hyper = opt.hyper(m.dtype)
             status = _fused_pair.NO_PAIR
             if self.pair is not None:
                 status = _fused_pair.train_epoch(
                     self.X, self.Y, self.w, perm, m.theta, opt.s1, opt.s2, self.table, self.loss_code,
-                    self.metric_code, opt.code, opt.hyper(m.dtype), opt.t, self.pair, self.stats,
+                    self.metric_code, opt.code, hyper, opt.t, self.pair, self.stats,
                 )
                 if status == _fused_pair.NO_PAIR:  # nothing changed: this epoch, and the rest, serially
                     _fused_pair.failed = True
@@ -905,7 +906,7 @@ class _EpochState:
             if status == _fused_pair.NO_PAIR:
                 status = _fused.train_epoch(
                     self.X, self.Y, self.w, perm, m.theta, m._grad, opt.s1, opt.s2, self.table, self.loss_code,
-                    self.metric_code, opt.code, opt.hyper(m.dtype), opt.t, self.A, self.D, self.xb, self.stats,
+                    self.metric_code, opt.code, hyper, opt.t, self.A, self.D, self.xb, self.stats,
                 )
             if status:
                 self._diverged(status, epoch, int(self.stats[3]), history)

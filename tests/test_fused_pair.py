@@ -95,6 +95,27 @@ def _epoch_args(model, X, y, B=32):
     return state, np.random.default_rng(1).permutation(len(X)).astype(np.int64)
 
 
+def _both_paths(model, X, y, B, epochs):
+    """`epochs` epochs from the model's state through the serial entry point and through the
+    pair's, on copies: ([(serial status, pair status)], [serial stats, pair stats],
+    [[theta, s1, s2, t, hyper] of the serial run, of the pair run])."""
+    state, perm = _epoch_args(model, X, y, B)
+    o = model.optimizer
+    copies = [[model.theta.copy(), o.s1.copy(), o.s2.copy(), o.t.copy(), o.hyper(model.dtype)] for _ in range(2)]
+    stats = [np.zeros(4), np.zeros(4)]
+    ws = _fused_pair.Workspace(state.table, B, model.dtype)
+    statuses = []
+    for _ in range(epochs):
+        theta, s1, s2, t, h = copies[0]
+        a = _fused.train_epoch(X, state.Y, state.w, perm, theta, model._grad, s1, s2, state.table, state.loss_code,
+                               state.metric_code, o.code, h, t, state.A, state.D, state.xb, stats[0])
+        theta, s1, s2, t, h = copies[1]
+        b = _fused_pair.train_epoch(X, state.Y, state.w, perm, theta, s1, s2, state.table, state.loss_code,
+                                    state.metric_code, o.code, h, t, ws, stats[1])
+        statuses.append((a, b))
+    return statuses, stats, copies
+
+
 @needs_two
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
@@ -110,19 +131,8 @@ def test_pair_epoch_matches_serial_epoch(opt, dtype):
     y = (X[:, :7].sum(axis=1) > 3.5).astype(np.int64)
     model = course_net(dtype=dtype)
     model.compile(loss="binary_crossentropy", **opt)
-    state, perm = _epoch_args(model, X, y)
-    o = model.optimizer
-    hyper = o.hyper(model.dtype)
-    copies = [[model.theta.copy(), o.s1.copy(), o.s2.copy(), o.t.copy(), hyper.copy()] for _ in range(2)]
-    stats = [np.zeros(4), np.zeros(4)]
-    ws = _fused_pair.Workspace(state.table, 32, model.dtype)
-    for _ in range(3):
-        theta, s1, s2, t, h = copies[0]
-        assert _fused.train_epoch(X, state.Y, state.w, perm, theta, model._grad, s1, s2, state.table, state.loss_code,
-                                  state.metric_code, o.code, h, t, state.A, state.D, state.xb, stats[0]) == 0
-        theta, s1, s2, t, h = copies[1]
-        assert _fused_pair.train_epoch(X, state.Y, state.w, perm, theta, s1, s2, state.table, state.loss_code,
-                                       state.metric_code, o.code, h, t, ws, stats[1]) == 0
+    statuses, stats, copies = _both_paths(model, X, y, 32, epochs=3)
+    assert statuses == [(0, 0)] * 3
     np.testing.assert_array_equal(stats[0], stats[1])
     for a, b in zip(copies[0], copies[1]):
         if opt["optimizer"] == "adam":  # its division vectorises by range: the rounding of a few weights
@@ -155,19 +165,8 @@ def test_pair_equals_serial_wherever_the_rule_allows_it(IN, OUT0, OUT1, N, B, dt
     rng = np.random.default_rng(N)
     X = rng.random((N, IN)).astype(dtype)
     y = rng.integers(0, 2, N)
-    state, perm = _epoch_args(model, X, y, B)
-    o = model.optimizer
-    copies = [[model.theta.copy(), o.s1.copy(), o.s2.copy(), o.t.copy(), o.hyper(model.dtype)] for _ in range(2)]
-    stats = [np.zeros(4), np.zeros(4)]
-    ws = _fused_pair.Workspace(state.table, B, model.dtype)
-    for _ in range(2):
-        theta, s1, s2, t, h = copies[0]
-        a = _fused.train_epoch(X, state.Y, state.w, perm, theta, model._grad, s1, s2, state.table, state.loss_code,
-                               state.metric_code, o.code, h, t, state.A, state.D, state.xb, stats[0])
-        theta, s1, s2, t, h = copies[1]
-        b = _fused_pair.train_epoch(X, state.Y, state.w, perm, theta, s1, s2, state.table, state.loss_code,
-                                    state.metric_code, o.code, h, t, ws, stats[1])
-        assert a == b
+    statuses, stats, copies = _both_paths(model, X, y, B, epochs=2)
+    assert all(a == b for a, b in statuses)
     np.testing.assert_array_equal(stats[0], stats[1])
     for u, v in zip(copies[0], copies[1]):
         np.testing.assert_array_equal(u, v)
