@@ -376,7 +376,10 @@ def worthwhile(table, B, N) -> bool:
     multiply-adds), which the workers use for their halves: so both paths compute every value
     alike.
     """
-    if failed or not AVAILABLE or config.FUSED_WORKERS < 2 or len(table) < 2:
+    workers = config.FUSED_WORKERS
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"fastface.config.FUSED_WORKERS must be 1 (serial) or 2 (two workers); got {workers!r}")
+    if failed or not AVAILABLE or workers < 2 or len(table) < 2:
         return False
     IN0, OUT0 = int(table[0, 0]), int(table[0, 1])
     last = N - (N - 1) // B * B  # rows of the last batch

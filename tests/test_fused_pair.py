@@ -269,3 +269,12 @@ def test_pair_refuses_strided_buffers():
         _fused_pair.train_epoch(X, state.Y, state.w, perm, np.repeat(model.theta, 2)[::2], o.s1, o.s2, state.table,
                                 state.loss_code, state.metric_code, o.code, o.hyper(model.dtype), o.t,
                                 _fused_pair.Workspace(state.table, 32, model.dtype), state.stats)
+
+
+@pytest.mark.parametrize("bad", ["two", 0, True, 1.5])
+def test_a_bad_workers_setting_is_refused_by_fit(monkeypatch, bad):
+    monkeypatch.setattr(config, "FUSED_WORKERS", bad)
+    model = course_net()
+    model.compile(loss="binary_crossentropy")
+    with pytest.raises(ValueError, match="FUSED_WORKERS must be 1"):
+        model.fit(np.zeros((64, 400), np.float32), np.zeros(64, np.int64), verbose=0)
