@@ -148,9 +148,10 @@ def test_fused_matmul_every_route(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_plain_sgd_step_checks_like_the_optimizer_update(dtype):
-    """fastface._fused.sgd_step (plain SGD, the finite checks inside its own pass) against
-    all_finite + update: the same weights, and the same outcome when a gradient is NaN (no
-    weight changes) or an update overflows (that weight keeps its value, the others move)."""
+    """fastface._fused.sgd_step (plain SGD, the finite checks inside its own pass, the new
+    weights written over the gradient) against all_finite + update: the same weights, and
+    the same outcome when a gradient is NaN (theta untouched: the caller keeps it) or an
+    update overflows (that weight keeps its value, the others move)."""
     from fastface import _fused
 
     model = course_net(input_dim=400, dtype=dtype)
@@ -171,13 +172,63 @@ def test_fused_plain_sgd_step_checks_like_the_optimizer_update(dtype):
         ref, grad = theta.copy(), g.copy()
         finite = _fused.all_finite(grad)
         ok = finite and _fused.update(ref, grad, opt.s1, opt.s2, table, 0, hyper, opt.t)
-        got, scratch = theta.copy(), g.copy()
-        status = _fused.sgd_step(got, scratch, table, hyper)
+        before, got = theta.copy(), g.copy()
+        status = _fused.sgd_step(before, got, table, hyper)
         assert status == (0 if ok else 1 if not finite else 2), case
-        np.testing.assert_array_equal(got, ref if finite else theta)
+        np.testing.assert_array_equal(before, theta)  # read, never written
+        if finite:
+            np.testing.assert_array_equal(got, ref)
         if case == "overflow":
             assert got[3] == theta[3] and np.all(np.isfinite(got)) and not np.array_equal(got, theta)
         hyper[_fused.H_LR] = 0.1
+
+
+@pytest.mark.parametrize("bad_batch", [0, 1, 2, 5])
+def test_fused_epoch_stopped_by_a_nonfinite_batch_keeps_the_weights_before_it(bad_batch):
+    """Plain SGD swaps the parameter and gradient buffers after every batch: whether the
+    epoch stops after an even or an odd number of updates, theta ends as the weights of the
+    last good batch, bit for bit those of an epoch over the good batches alone."""
+    from fastface import _fused
+
+    B, N, IN = 4, 24, 6
+    rng = np.random.default_rng(bad_batch)
+    X = rng.random((N, IN)).astype(np.float32)
+    Y = (rng.random((N, 1)) > 0.5).astype(np.float32)
+    perm = rng.permutation(N)
+    model = ff.Sequential([ff.Dense(5, "sigmoid"), ff.Dense(1, "sigmoid")], input_dim=IN, seed=0)
+    model.compile(loss="binary_crossentropy", optimizer="sgd", learning_rate=0.5)
+    model.optimizer.build(model.theta.size, model.dtype)
+    table = model._table(B)
+
+    def epoch(X, Y, perm):
+        theta, opt = model.theta.copy(), model.optimizer
+        stats = np.zeros(4)
+        status = _fused.train_epoch(
+            X, Y, np.ones(len(X), np.float32), perm, theta, np.zeros_like(theta), opt.s1, opt.s2, table, 0, 1, 0,
+            opt.hyper(model.dtype), opt.t.copy(), model._workspace(B), model._workspace(B),
+            np.empty((B, IN), np.float32), stats,
+        )
+        return status, theta, stats
+
+    def reference(batches):  # the same steps, one helper call at a time, no buffer swapped
+        theta, grad, opt = model.theta.copy(), np.zeros_like(model.theta), model.optimizer
+        A, D, xb, stats = model._workspace(B), model._workspace(B), np.empty((B, IN), np.float32), np.zeros(4)
+        hyper, t, ones = opt.hyper(model.dtype), opt.t.copy(), np.ones(N, np.float32)
+        for start in range(0, batches * B, B):
+            _fused.gather(X, perm, start, xb)
+            _fused._forward(xb, B, theta, table, A, True)
+            _fused._output_loss(A, D, Y, ones, perm, start, B, 1, table[-1, 4], table[-1, 5], 0, 1, stats)
+            _fused._backward(xb, B, theta, grad, table, A, D)
+            assert _fused.update(theta, grad, opt.s1, opt.s2, table, 0, hyper, t)
+        return theta
+
+    bad = Y.copy()
+    bad[perm[bad_batch * B + 1]] = np.nan  # the loss of that batch is NaN
+    status, theta, stats = epoch(X, bad, perm)
+    assert status == 1 and stats[3] == bad_batch
+    np.testing.assert_array_equal(theta, reference(bad_batch))
+    np.testing.assert_array_equal(epoch(X, Y, perm)[1], reference(N // B))  # an even number of updates
+    assert not np.array_equal(theta, reference(N // B))
 
 
 def test_fused_entry_points_refuse_strided_buffers():
