@@ -678,7 +678,7 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch, {})
                 perm = self._rng.permutation(N) if shuffle else np.arange(N)
-                loss_sum, correct, counted = state.run(perm.astype(np.int64), epoch, history)
+                loss_sum, correct, counted = state.run(perm.astype(np.int64, copy=False), epoch, history)
                 logs = {"loss": loss_sum / N}
                 if metric != "none":
                     logs["accuracy"] = correct / counted
