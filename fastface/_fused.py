@@ -68,7 +68,7 @@ from numba.extending import intrinsic
 
 from .backends._numba_act import NONE
 from .backends._numba_act import _sigmoid1 as _sigmoid_ieee
-from .backends._numba_gemm import _gemm_direct, _gemm_serial
+from .backends._numba_gemm import _gemm_unpacked
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -287,11 +287,10 @@ def _matmul(A, B, out):
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def matmul_own(A, B, out):
-    """out = A @ B on fastface's serial kernel, whatever the size; out may be a strided view."""
-    if B.strides[1] == B.itemsize:  # dz^T @ x, dz @ W^T: straight to the unpacked kernel
-        _gemm_direct(A, B, out, out[0, :0], NONE)
-    else:  # x @ W (W^T's transpose): the dot-product route
-        _gemm_serial(A, B, out, out[0, :0], NONE, 0, 0, 0, 1)
+    """out = A @ B on fastface's serial kernel, whatever the size; out may be a strided view.
+    The route follows B's layout: the unpacked direct kernel for unit column stride (dz^T @ x,
+    dz @ W^T), dot products for W^T's transpose (x @ W); see _numba_gemm._gemm_serial."""
+    _gemm_unpacked(A, B, out, out[0, :0], NONE)
 
 
 # --- forward --------------------------------------------------------------------------------
@@ -346,12 +345,21 @@ def predict_into(X, theta, table, A, xb, out):
     N = X.shape[0]
     L = table.shape[0]
     B = xb.shape[0]
+    OUT = table[L - 1, 1]
     for start in range(0, N, B):
         nb = min(B, N - start)
         xv = xb[:nb]
-        xv[:, :] = X[start : start + nb]
+        for r in range(nb):  # loops, not slice assignment: its broadcasting checks and their
+            src = X[start + r]  # error messages took 4 s of compilation
+            dst = xv[r]
+            for k in range(src.shape[0]):
+                dst[k] = src[k]
         _forward(xv, nb, theta, table, A, False)
-        out[start : start + nb] = _block(A, table, L - 1, nb)
+        z = _block(A, table, L - 1, nb)
+        for r in range(nb):
+            row = out[start + r]
+            for o in range(OUT):
+                row[o] = z[r, o]
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -362,7 +370,7 @@ def predict_one(x, theta, table, A):
     Returns the smallest and largest input value (for the model's input-range check);
     both NaN when some input is NaN or infinite.
     """
-    _forward(x, 1, _unowned(theta), table, _unowned(A), False)
+    _forward(x, x.shape[0], _unowned(theta), table, _unowned(A), False)  # not the literal 1: no compilation of its own
     lo = x[0, 0]
     hi = x[0, 0]
     finite = True
