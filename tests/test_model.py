@@ -129,12 +129,15 @@ def test_fused_matches_per_layer_float32_course_net():
 def test_fused_matmul_every_route(dtype):
     """The fused path's products (fastface._fused._matmul) in the layouts it uses: x @ W^T.T,
     dz^T @ x, dz @ W^T; BLAS below OWN_GEMM_MIN_FLOPS or OWN_GEMM_MIN_ROWS rows, the serial
-    micro-kernel up to OWN_GEMM_FLOPS, BLAS above."""
+    micro-kernel up to OWN_GEMM_FLOPS, BLAS above. The kernel's route is chosen from the
+    layout while compiling: a one-input layer (IN = 1) makes W^T.T an F-ordered B with unit
+    column stride, taken by the dot route (6 rows) and by the copy route (128 rows)."""
     from fastface import _fused
 
     rng = np.random.default_rng(3)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
-    for N, IN, OUT in ((1, 400, 25), (3, 400, 25), (32, 25, 15), (32, 15, 1), (32, 400, 25), (64, 1024, 64)):
+    for N, IN, OUT in ((1, 400, 25), (3, 400, 25), (32, 25, 15), (32, 15, 1), (32, 400, 25), (64, 1024, 64),
+                       (6, 1, 2048), (128, 1, 64)):
         x = rng.standard_normal((N, IN)).astype(dtype)
         WT = rng.standard_normal((OUT, IN)).astype(dtype)
         dz = rng.standard_normal((N, OUT)).astype(dtype)
