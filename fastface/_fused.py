@@ -312,12 +312,15 @@ def _block(A, table, l, nb):
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _forward(xb, nb, theta, table, A, last_linear):
+def _forward(xb, nb, theta, table, A, activated):
     """Forward pass of the batch xb (nb, IN_0) through every layer into A.
 
     Each layer is one matrix product (:func:`_matmul`, into the preallocated block) then
-    a row loop adding b and applying the activation. With last_linear the output layer's
-    activation is left unapplied (its block holds z).
+    a row loop adding b and applying the activation. Layers from `activated` on are left
+    unapplied (their blocks hold z): L for predictions, L - 1 in training, whose loss takes
+    the output layer's z. (A count, not a flag: the callers pass a value computed at run
+    time, so training and prediction share one compilation; the literals True and False
+    compiled it twice.)
     """
     L = table.shape[0]
     for l in range(L):
@@ -329,7 +332,7 @@ def _forward(xb, nb, theta, table, A, last_linear):
             _matmul(xb, W, out)
         else:
             _matmul(_block(A, table, l - 1, nb), W, out)
-        code = 0 if (last_linear and l == L - 1) else table[l, 5]
+        code = table[l, 5] if l < activated else 0
         _bias_act_block(A, table[l, 4], nb, OUT, b, code)
 
 
@@ -354,7 +357,7 @@ def predict_into(X, theta, table, A, xb, out):
             dst = xv[r]
             for k in range(src.shape[0]):
                 dst[k] = src[k]
-        _forward(xv, nb, theta, table, A, False)
+        _forward(xv, nb, theta, table, A, L)
         z = _block(A, table, L - 1, nb)
         for r in range(nb):
             row = out[start + r]
@@ -370,7 +373,8 @@ def predict_one(x, theta, table, A):
     Returns the smallest and largest input value (for the model's input-range check);
     both NaN when some input is NaN or infinite.
     """
-    _forward(x, x.shape[0], _unowned(theta), table, _unowned(A), False)  # not the literal 1: no compilation of its own
+    # run-time values, not the literals 1 and L: no compilation of its own
+    _forward(x, x.shape[0], _unowned(theta), table, _unowned(A), table.shape[0])
     lo = x[0, 0]
     hi = x[0, 0]
     finite = True
@@ -721,7 +725,7 @@ def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, h
         nb = min(B, N - start)
         xv = xb[:nb]
         gather(X, perm, start, xv)
-        _forward(xv, nb, cur, table, A, True)
+        _forward(xv, nb, cur, table, A, L - 1)
         value = _output_loss(A, D, Y, sw, perm, start, nb, OUT, table[L - 1, 4], table[L - 1, 5], loss, metric, stats)
         if not _finite(value):
             status = 1

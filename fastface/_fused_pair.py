@@ -238,7 +238,7 @@ def _worker(t, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt,
                 src = zu[r]
                 for o in range(wu):
                     dst[o] = src[o]
-        F._forward(a0, nb, mine, rest, A, True)
+        F._forward(a0, nb, mine, rest, A, L - 2)  # layers 1..L-2 activated, the output's z kept
         value = F._output_loss(A, D, Y, sw, perm, start, nb, OUT, table[L - 1, 4], table[L - 1, 5], loss, metric, stats)
         if not F._finite(value):  # the same value on both workers: both stop here
             stats[3] = batch
