@@ -406,6 +406,47 @@ def test_random_layers_match_reference(N, IN, OUT, activation, dtype, seed):
         config.CUDA_TILE, config.CUDA_THREADS = old
 
 
+def test_simulator_shared_arrays_are_one_per_line_when_threads_race(cuda_backend, monkeypatch):
+    """A block's threads reaching the same cuda.shared.array line at once get one array. The
+    simulator looks the line's array up and allocates it without a lock, so two threads could
+    each allocate their own (a wrong dW in a CI run); the backend installs a locked version.
+    A slow allocation widens the window: the simulator's own version then hands out several."""
+    if not cb.simulating():
+        pytest.skip("on a GPU shared memory is the hardware's; only the simulator allocates it in Python")
+    import threading
+    import time
+
+    from numba.cuda.simulator import kernelapi
+
+    class SlowEmpty:  # numpy, but each np.empty lets the other threads run first
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def empty(*args, **kwargs):
+            time.sleep(0.001)
+            return np.empty(*args, **kwargs)
+
+    monkeypatch.setattr(kernelapi, "np", SlowEmpty())
+    monkeypatch.setattr(cb, "np", SlowEmpty())
+    shared = kernelapi.FakeCUDAShared(0)
+    n = 16
+    start = threading.Barrier(n)
+    got = [None] * n
+
+    def thread(i):
+        start.wait()
+        got[i] = shared.array((4, 5), np.float32)  # one line: one array for the block
+
+    threads = [threading.Thread(target=thread, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(a) for a in got}) == 1
+    assert got[0].shape == (4, 5) and got[0].dtype == np.float32
+
+
 # --- PyTorch CUDA tensors (zero-copy through __cuda_array_interface__) ------------------------
 def test_torch_cuda_tensors(cuda_backend):
     if cb.simulating():

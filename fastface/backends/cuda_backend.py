@@ -47,6 +47,7 @@ simulator: their pointers would be real GPU memory.
 from __future__ import annotations
 
 import sys
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -95,6 +96,7 @@ def check() -> None:
         )
     if simulating():
         _give_simulator_arrays_an_interface()
+        _make_simulator_shared_arrays_thread_safe()
     elif not _nvvm_available():
         raise BackendUnavailableError(
             "a CUDA GPU is present but NVVM, the CUDA compiler library numba-cuda needs to "
@@ -130,6 +132,42 @@ def _give_simulator_arrays_an_interface() -> None:
         }
 
     FakeCUDAArray.__cuda_array_interface__ = property(__cuda_array_interface__)
+
+
+def _make_simulator_shared_arrays_thread_safe() -> None:
+    """Make the simulator's cuda.shared.array safe to call from a block's threads at once.
+
+    The simulator runs each CUDA thread as a Python thread and gives a block one array per
+    source line of cuda.shared.array: the first thread to reach the line allocates it, the
+    others look it up. The look-up and the allocation are not under a lock (numba-cuda 0.30),
+    so two threads can each allocate their own array; the values one writes are then never
+    seen by the others (a dW of the CUDA backend came out wrong, one run in several hundred,
+    in a CI run). Same key (the caller's file and line), same arrays, under a lock; the key
+    comes from the caller's frame instead of a whole extracted stack.
+    """
+    from numba.cuda.simulator import kernelapi
+
+    FakeCUDAShared = kernelapi.FakeCUDAShared
+    if getattr(FakeCUDAShared, "_fastface_thread_safe", False):
+        return
+    original = FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory (one buffer), or the simulator's error
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, kernelapi.types.Type):  # the simulator's own conversion
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with lock:
+            found = self._allocations.get(key)
+            if found is None:
+                found = self._allocations[key] = np.empty(shape, dtype)
+        return found
+
+    FakeCUDAShared.array = array
+    FakeCUDAShared._fastface_thread_safe = True
 
 
 # --- launch configuration --------------------------------------------------------------------
