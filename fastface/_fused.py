@@ -348,21 +348,15 @@ def predict_into(X, theta, table, A, xb, out):
     N = X.shape[0]
     L = table.shape[0]
     B = xb.shape[0]
-    OUT = table[L - 1, 1]
     for start in range(0, N, B):
         nb = min(B, N - start)
         xv = xb[:nb]
-        for r in range(nb):  # loops, not slice assignment: its broadcasting checks and their
-            src = X[start + r]  # error messages took 4 s of compilation
-            dst = xv[r]
-            for k in range(src.shape[0]):
-                dst[k] = src[k]
+        for r in range(nb):
+            copy(X[start + r], xv[r])
         _forward(xv, nb, theta, table, A, L)
         z = _block(A, table, L - 1, nb)
         for r in range(nb):
-            row = out[start + r]
-            for o in range(OUT):
-                row[o] = z[r, o]
+            copy(z[r], out[start + r])
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -683,10 +677,15 @@ def sgd_step(theta, grad, table, hyper):
 def gather(X, perm, start, xv):
     """xv (nb, IN_0) <- the rows perm[start : start + nb] of X."""
     for r in range(xv.shape[0]):
-        src = X[perm[start + r]]
-        dst = xv[r]
-        for k in range(src.shape[0]):
-            dst[k] = src[k]
+        copy(X[perm[start + r]], xv[r])
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True, inline="always")
+def copy(src, dst):
+    """dst[:n] <- src (n,), 1-D views. A loop, not slice assignment: that one's broadcasting
+    checks and their error messages took 4 s of compilation in predict_into."""
+    for k in range(src.shape[0]):
+        dst[k] = src[k]
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -748,8 +747,7 @@ def train_epoch(X, Y, sw, perm, theta, grad, s1, s2, table, loss, metric, opt, h
             break
         batch += 1
     if swapped:  # an odd number of updates: the parameters are in grad's buffer
-        for i in range(theta.shape[0]):
-            theta[i] = grad[i]
+        copy(grad, theta)
     if status:
         stats[3] = batch
     return status

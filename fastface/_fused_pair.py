@@ -234,10 +234,7 @@ def _worker(t, X, Y, sw, perm, theta, s1, s2, table, loss, metric, opt,
             wu = half if u == 0 else OUT0 - half
             zu = _view(z0[u])[: nb * wu].reshape((nb, wu))
             for r in range(nb):
-                dst = a0[r, lo : lo + wu]
-                src = zu[r]
-                for o in range(wu):
-                    dst[o] = src[o]
+                F.copy(zu[r], a0[r, lo : lo + wu])
         F._forward(a0, nb, mine, rest, A, L - 2)  # layers 1..L-2 activated, the output's z kept
         value = F._output_loss(A, D, Y, sw, perm, start, nb, OUT, table[L - 1, 4], table[L - 1, 5], loss, metric, stats)
         if not F._finite(value):  # the same value on both workers: both stop here
